@@ -1,0 +1,226 @@
+"""HF Ouro checkpoint folder -> one GGUF file, tensor by tensor.
+
+The output is written under a temporary name next to OUT and renamed at the end, so an
+error leaves no partial file. Peak memory stays near one tensor (its memmap plus its
+converted bytes), not the checkpoint size.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+from . import ouro_arch as oa
+from .quantize import OUT_TYPES, byte_shape, convert, nbytes, tensor_type
+from .safetensors import Checkpoint
+from .tokenizer_export import add_to_gguf, load_vocab
+
+FLOAT_DTYPES = ("F32", "F16", "BF16")
+_STORED_DTYPE = {
+    gguf.GGMLQuantizationType.F32: np.dtype(np.float32),
+    gguf.GGMLQuantizationType.F16: np.dtype(np.float16),
+}
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class ConvertError(ValueError):
+    """Any input the converter refuses; the message names the file, key or tensor."""
+
+
+@dataclass
+class ConvertResult:
+    path: Path
+    n_tensors: int
+    n_bytes: int
+    out_type: str
+    seconds: float
+    peak_rss_mb: float
+
+
+@dataclass
+class _Planned:
+    hf: str
+    gguf: str
+    qtype: gguf.GGMLQuantizationType
+    permute_heads: int  # > 0: permute q/k rows for this many heads
+
+
+def resolve_source(src: str) -> Path:
+    """A local folder, or a hub repo id downloaded with huggingface_hub where available."""
+    path = Path(src).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise ConvertError(f"{src}: not a folder (expected a HF model folder or hub repo id)")
+    if not _REPO_ID.match(src):
+        raise ConvertError(f"{src}: no such folder")
+    try:
+        from huggingface_hub import snapshot_download  # noqa: PLC0415 - optional extra
+    except ImportError as e:
+        raise ConvertError(
+            f"{src}: no such folder, and huggingface_hub is not installed to fetch it as a hub "
+            "repo id (pip install 'looplm[hub]')"
+        ) from e
+    try:
+        patterns = ["*.json", "*.safetensors", "*.jinja"]
+        return Path(snapshot_download(src, allow_patterns=patterns))
+    except Exception as e:  # network, auth, missing repo: one clear line
+        raise ConvertError(f"{src}: hub download failed: {e}") from e
+
+
+def default_output(cfg: oa.OuroConfig, folder: Path, out_type: str) -> Path:
+    name = Path(cfg.name_or_path).name if cfg.name_or_path else folder.resolve().name
+    return Path(f"{name}-{out_type.upper()}.gguf")
+
+
+def _plan(cfg: oa.OuroConfig, ckpt: Checkpoint, requested) -> list[_Planned]:
+    expected = cfg.expected_shapes()
+    names = set(ckpt.names())
+    tied_head = {"lm_head.weight"} if cfg.tie_word_embeddings else set()
+    unknown = sorted(names - set(expected) - tied_head)
+    if unknown:
+        more = f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else ""
+        raise ConvertError(f"unexpected tensor(s) for Ouro: {', '.join(unknown[:5])}{more}")
+    missing = [n for n in expected if n not in names]
+    if missing:
+        raise ConvertError(f"missing tensor '{missing[0]}'" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
+    plan = []
+    for hf, shape in expected.items():
+        info = ckpt.info(hf)
+        if info.shape != shape:
+            raise ConvertError(f"{info.path}: tensor '{hf}' has shape {list(info.shape)}, expected {list(shape)}")
+        if info.dtype not in FLOAT_DTYPES:
+            raise ConvertError(f"{info.path}: tensor '{hf}' has dtype {info.dtype}, expected F32, F16 or BF16")
+        if hf in (oa.GATE_WEIGHT, oa.GATE_BIAS):
+            continue
+        heads = 0
+        if hf.endswith("q_proj.weight"):
+            heads = cfg.num_attention_heads
+        elif hf.endswith("k_proj.weight"):
+            heads = cfg.num_key_value_heads
+        plan.append(_Planned(hf, oa.gguf_name(hf), tensor_type(shape, requested), heads))
+    return plan
+
+
+def _write_metadata(w: gguf.GGUFWriter, cfg: oa.OuroConfig, ckpt: Checkpoint, folder: Path, file_type) -> None:
+    name = Path(cfg.name_or_path).name if cfg.name_or_path else folder.resolve().name
+    w.add_type("model")
+    w.add_name(name)
+    if _REPO_ID.match(cfg.name_or_path):
+        w.add_source_repo_url(f"https://huggingface.co/{cfg.name_or_path}")
+    w.add_file_type(int(file_type))
+    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+
+    a = oa.ARCH
+    w.add_uint32(f"{a}.context_length", cfg.max_position_embeddings)
+    w.add_uint32(f"{a}.embedding_length", cfg.hidden_size)
+    w.add_uint32(f"{a}.block_count", cfg.num_hidden_layers)
+    w.add_uint32(f"{a}.feed_forward_length", cfg.intermediate_size)
+    w.add_uint32(f"{a}.attention.head_count", cfg.num_attention_heads)
+    w.add_uint32(f"{a}.attention.head_count_kv", cfg.num_key_value_heads)
+    if cfg.head_dim != cfg.hidden_size // cfg.num_attention_heads:
+        w.add_uint32(f"{a}.attention.key_length", cfg.head_dim)
+        w.add_uint32(f"{a}.attention.value_length", cfg.head_dim)
+    w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", cfg.rms_norm_eps)
+    w.add_float32(f"{a}.rope.freq_base", cfg.rope_theta)
+    w.add_uint32(f"{a}.rope.dimension_count", cfg.head_dim)
+    w.add_uint32(f"{a}.vocab_size", cfg.vocab_size)
+    # llama.cpp's generic loop keys (added for Nanbeige, used by its Ouro port)
+    w.add_uint32(f"{a}.num_loops", cfg.total_ut_steps)
+    w.add_bool(f"{a}.skip_loop_final_norm", False)
+    gate_w = ckpt.load_float32(oa.GATE_WEIGHT).reshape(-1)
+    gate_b = ckpt.load_float32(oa.GATE_BIAS).reshape(-1)
+    w.add_array(oa.KEY_GATE_WEIGHT, [float(x) for x in gate_w])
+    w.add_array(oa.KEY_GATE_BIAS, [float(x) for x in gate_b])
+    w.add_float32(oa.KEY_GATE_THRESHOLD, cfg.early_exit_threshold)
+
+
+def _progress(i: int, n: int, name: str, done: int, total: int) -> None:
+    sys.stderr.write(f"\r\x1b[K[{i:4d}/{n}] {done / 1e6:9.1f}/{total / 1e6:.1f} MB  {name}")
+    sys.stderr.flush()
+
+
+def convert_checkpoint(
+    src: str | Path, out: str | Path | None = None, out_type: str = "f16", *, progress: bool | None = None
+) -> ConvertResult:
+    """Converts a HF Ouro checkpoint to GGUF.
+
+    Args:
+        src: a local HF folder, or a hub repo id (needs huggingface_hub and network).
+        out: the GGUF path; default ``<name>-<TYPE>.gguf`` in the current directory.
+        out_type: one of f32, f16, bf16, q8_0, q4_0.
+        progress: show a per-tensor progress line; default: when stderr is a terminal.
+
+    Returns:
+        What was written, with the time taken and the peak resident memory.
+
+    Raises:
+        ConvertError: (or a ValueError subclass) naming the file, key or tensor at fault.
+    """
+    t0 = time.perf_counter()
+    if out_type not in OUT_TYPES:
+        raise ConvertError(f"--type {out_type!r}: choose one of {', '.join(OUT_TYPES)}")
+    requested, file_type = OUT_TYPES[out_type]
+    folder = resolve_source(str(src))
+    cfg = oa.OuroConfig.load(folder)
+    ckpt = Checkpoint(folder)
+    plan = _plan(cfg, ckpt, requested)
+    vocab = load_vocab(folder, cfg.vocab_size)
+
+    out_path = Path(out) if out is not None else default_output(cfg, folder, out_type)
+    if out_path.is_dir():
+        raise ConvertError(f"{out_path}: is a directory")
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.touch()  # fails early when the output folder is not writable
+    except OSError as e:
+        raise ConvertError(f"{out_path}: cannot write: {e.strerror or e}") from e
+    show = sys.stderr.isatty() if progress is None else progress
+    total = sum(nbytes(ckpt.info(p.hf).shape, p.qtype) for p in plan)
+    try:
+        w = gguf.GGUFWriter(str(tmp), oa.ARCH)
+        _write_metadata(w, cfg, ckpt, folder, file_type)
+        add_to_gguf(w, vocab)
+        for p in plan:
+            shape = ckpt.info(p.hf).shape
+            w.add_tensor_info(
+                p.gguf,
+                byte_shape(shape, p.qtype),
+                _STORED_DTYPE.get(p.qtype, np.dtype(np.uint8)),
+                nbytes(shape, p.qtype),
+                raw_dtype=p.qtype,
+            )
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_ti_data_to_file()
+        done = 0
+        for i, p in enumerate(plan, 1):
+            info = ckpt.info(p.hf)
+            src_arr = ckpt.load(p.hf)
+            if p.permute_heads:
+                src_arr = oa.permute_qk(src_arr, p.permute_heads)
+            data = convert(src_arr, info.dtype, p.qtype)
+            del src_arr  # unmaps the source tensor
+            w.write_tensor_data(data)
+            done += data.nbytes
+            del data
+            if show:
+                _progress(i, len(plan), p.gguf, done, total)
+        w.close()
+        if show:
+            sys.stderr.write("\n")
+        os.replace(tmp, out_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return ConvertResult(out_path, len(plan), out_path.stat().st_size, out_type, time.perf_counter() - t0, peak)
+

@@ -1,0 +1,351 @@
+// bindings.cpp - the pybind11 module looplm._core. Translation only: argument conversion,
+// GIL release around compute, C++ exceptions to Python ones.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <mutex>
+
+#include "model.h"
+
+namespace py = pybind11;
+using namespace looplm;
+
+#ifndef LOOPLM_VERSION
+#define LOOPLM_VERSION "dev"
+#endif
+
+namespace {
+
+py::object value_to_py(const GGUFValue & v) {
+    auto scalar = [](GGUFType t, const uint8_t * p) -> py::object {
+        switch (t) {
+            case GGUFType::U8: return py::int_(*p);
+            case GGUFType::I8: return py::int_(static_cast<int8_t>(*p));
+            case GGUFType::U16: { uint16_t x; std::memcpy(&x, p, 2); return py::int_(x); }
+            case GGUFType::I16: { int16_t x; std::memcpy(&x, p, 2); return py::int_(x); }
+            case GGUFType::U32: { uint32_t x; std::memcpy(&x, p, 4); return py::int_(x); }
+            case GGUFType::I32: { int32_t x; std::memcpy(&x, p, 4); return py::int_(x); }
+            case GGUFType::U64: { uint64_t x; std::memcpy(&x, p, 8); return py::int_(x); }
+            case GGUFType::I64: { int64_t x; std::memcpy(&x, p, 8); return py::int_(x); }
+            case GGUFType::F32: { float x; std::memcpy(&x, p, 4); return py::float_(x); }
+            case GGUFType::F64: { double x; std::memcpy(&x, p, 8); return py::float_(x); }
+            case GGUFType::BOOL: return py::bool_(*p != 0);
+            default: return py::none();
+        }
+    };
+    if (v.type == GGUFType::STRING) {
+        const std::string s = GGUFFile::string_at(v, 0);
+        return py::reinterpret_steal<py::object>(PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "replace"));
+    }
+    if (v.type != GGUFType::ARRAY) return scalar(v.type, v.data);
+    py::list out;
+    if (v.elem_type == GGUFType::STRING) {
+        for (uint64_t i = 0; i < v.count; i++) {
+            const std::string s = GGUFFile::string_at(v, i);
+            out.append(py::reinterpret_steal<py::object>(PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "replace")));
+        }
+        return std::move(out);
+    }
+    const size_t es = v.elem_type == GGUFType::U8 || v.elem_type == GGUFType::I8 || v.elem_type == GGUFType::BOOL ? 1
+                      : v.elem_type == GGUFType::U16 || v.elem_type == GGUFType::I16                         ? 2
+                      : v.elem_type == GGUFType::U64 || v.elem_type == GGUFType::I64 || v.elem_type == GGUFType::F64 ? 8
+                                                                                                                  : 4;
+    for (uint64_t i = 0; i < v.count; i++) out.append(scalar(v.elem_type, v.data + i * es));
+    return std::move(out);
+}
+
+// Metadata as a dict; arrays longer than max_array elements (the vocabulary) are left out.
+py::dict metadata_dict(const GGUFFile & f, uint64_t max_array) {
+    py::dict d;
+    for (const std::string & key : f.keys()) {
+        const GGUFValue & v = *f.find(key);
+        if (v.type == GGUFType::ARRAY && v.count > max_array) continue;
+        d[py::str(key)] = value_to_py(v);
+    }
+    return d;
+}
+
+py::dict file_info(const std::string & path, uint64_t max_array) {
+    GGUFFile f(path);
+    py::dict d;
+    d["version"] = f.version();
+    d["file_size"] = f.file_size();
+    d["alignment"] = f.alignment();
+    d["data_offset"] = f.data_offset();
+    d["metadata"] = metadata_dict(f, max_array);
+    py::list tensors;
+    for (const GGUFTensor & t : f.tensors()) {
+        py::list shape;
+        for (int i = 0; i < t.n_dims; i++) shape.append(t.ne[i]);
+        tensors.append(py::make_tuple(t.name, type_name(t.type), shape, t.offset, t.nbytes));
+    }
+    d["tensors"] = tensors;
+    return d;
+}
+
+ExitMode parse_mode(const std::string & s) {
+    if (s == "exact") return ExitMode::Exact;
+    if (s == "skip") return ExitMode::Skip;
+    throw std::invalid_argument("exit_mode must be 'exact' or 'skip', not '" + s + "'");
+}
+
+KVFill parse_fill(const std::string & s) {
+    if (s == "exit") return KVFill::ExitLoop;
+    if (s == "first") return KVFill::FirstLoop;
+    throw std::invalid_argument("kv_fill must be 'exit' or 'first', not '" + s + "'");
+}
+
+const Kernels & kernel_set(const std::string & name) {
+    const Kernels * k = find_kernels(name.c_str());
+    if (!k) throw std::invalid_argument("kernel set '" + name + "' is unknown or not supported by this CPU");
+    return *k;
+}
+
+// A loaded model with its context: what looplm.Model wraps.
+class PyModel {
+  public:
+    PyModel(const std::string & path, int64_t n_ctx, int n_threads, int loops, const std::string & kv_type,
+            double exit_threshold, const std::string & exit_mode, int exit_at_step, const std::string & kv_fill,
+            const std::string & kernels, int64_t n_batch)
+        : model_(path) {
+        ContextParams p;
+        p.n_ctx = n_ctx;
+        p.n_threads = n_threads;
+        p.n_loops = loops;
+        p.n_batch = n_batch;
+        if (kv_type == "f16") p.kv_type = DType::F16;
+        else if (kv_type == "f32") p.kv_type = DType::F32;
+        else throw std::invalid_argument("kv_type must be 'f16' or 'f32', not '" + kv_type + "'");
+        p.exit.threshold = exit_threshold;
+        p.exit.mode = parse_mode(exit_mode);
+        p.exit.exit_at_step = exit_at_step;
+        p.exit.fill = parse_fill(kv_fill);
+        if (!kernels.empty()) p.kernels = &kernel_set(kernels);
+        ctx_.reset(new Context(model_, p));
+    }
+
+    py::array_t<float> eval(py::array_t<int32_t, py::array::c_style | py::array::forcecast> tokens, bool all_logits) {
+        if (tokens.ndim() != 1) throw std::invalid_argument("tokens must be a 1-D sequence of ids");
+        const int64_t n = tokens.shape(0);
+        const int64_t vocab = model_.config().n_vocab;
+        std::vector<float> out(static_cast<size_t>((all_logits ? n : 1) * vocab));
+        std::vector<int32_t> ids(tokens.data(), tokens.data() + n);
+        {
+            std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
+            if (!lock.owns_lock()) throw std::runtime_error("this Model is in use by another thread");
+            py::gil_scoped_release release;
+            ctx_->eval(ids.data(), n, all_logits, out.data());
+        }
+        if (all_logits) {
+            py::array_t<float> a({n, vocab});
+            std::memcpy(a.mutable_data(), out.data(), out.size() * sizeof(float));
+            return a;
+        }
+        py::array_t<float> a(vocab);
+        std::memcpy(a.mutable_data(), out.data(), out.size() * sizeof(float));
+        return a;
+    }
+
+    void reset() {
+        std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
+        if (!lock.owns_lock()) throw std::runtime_error("this Model is in use by another thread");
+        ctx_->reset();
+    }
+
+    void set_exit(double threshold, const std::string & mode, int exit_at_step, const std::string & fill) {
+        ExitPolicy p;
+        p.threshold = threshold;
+        p.mode = parse_mode(mode);
+        p.exit_at_step = exit_at_step;
+        p.fill = parse_fill(fill);
+        ctx_->exit_policy() = p;
+    }
+
+    py::tuple get_exit() {
+        const ExitPolicy & p = ctx_->exit_policy();
+        return py::make_tuple(p.threshold, p.mode == ExitMode::Skip ? "skip" : "exact", p.exit_at_step,
+                              p.fill == KVFill::ExitLoop ? "exit" : "first");
+    }
+
+    py::array_t<int8_t> exit_steps() const {
+        const std::vector<int8_t> & s = ctx_->exit_steps();
+        py::array_t<int8_t> a(static_cast<py::ssize_t>(s.size()));
+        if (!s.empty()) std::memcpy(a.mutable_data(), s.data(), s.size());
+        return a;
+    }
+
+    // Keys and values of one (loop, layer) slot as f32 [n_past, kv_dim]; for tests and debugging.
+    py::tuple kv_slot(int loop, int layer) const {
+        const KVCache & kv = ctx_->kv();
+        if (loop < 0 || loop >= ctx_->n_loops() || layer < 0 || layer >= model_.config().n_layer) {
+            throw std::invalid_argument("no KV slot for loop " + std::to_string(loop) + ", layer " + std::to_string(layer));
+        }
+        const int slot = loop * model_.config().n_layer + layer;
+        const int64_t n = ctx_->n_past(), d = kv.kv_dim();
+        py::array_t<float> ka({n, d}), va({n, d});
+        for (int64_t t = 0; t < n; t++) {
+            dequantize_row(kv.type(), kv.k(slot, t), ka.mutable_data() + t * d, d);
+            dequantize_row(kv.type(), kv.v(slot, t), va.mutable_data() + t * d, d);
+        }
+        return py::make_tuple(ka, va);
+    }
+
+    py::dict config() const {
+        const Config & c = model_.config();
+        py::dict d;
+        d["arch"] = c.arch;
+        d["n_vocab"] = c.n_vocab;
+        d["n_embd"] = c.n_embd;
+        d["n_ff"] = c.n_ff;
+        d["n_layer"] = c.n_layer;
+        d["n_head"] = c.n_head;
+        d["n_head_kv"] = c.n_head_kv;
+        d["head_dim"] = c.head_dim;
+        d["n_ctx_train"] = c.n_ctx_train;
+        d["rms_eps"] = c.rms_eps;
+        d["rope_theta"] = c.rope_theta;
+        d["n_loops_trained"] = c.n_loops;
+        d["n_loops"] = ctx_->n_loops();
+        d["has_exit_gate"] = c.has_gate;
+        d["exit_threshold_default"] = c.exit_threshold;
+        d["n_ctx"] = ctx_->kv().n_ctx();
+        d["kv_type"] = ctx_->kv().type() == DType::F16 ? "f16" : "f32";
+        d["n_threads"] = ctx_->n_threads();
+        d["kernels"] = ctx_->kernels().name;
+        d["weight_type"] = type_name(model_.layers[0].ffn_up.type);
+        d["file_size"] = model_.file().file_size();
+        return d;
+    }
+
+    py::dict metadata() const { return metadata_dict(model_.file(), 4096); }
+    int64_t n_past() const { return ctx_->n_past(); }
+    size_t kv_bytes() const { return ctx_->kv().allocated_bytes(); }
+
+  private:
+    Model model_;
+    std::unique_ptr<Context> ctx_;
+    std::mutex busy_;
+};
+
+// Kernel test hooks: run one kernel set on numpy data.
+py::bytes kernel_quantize(const std::string & set, const std::string & type,
+                          py::array_t<float, py::array::c_style | py::array::forcecast> x) {
+    const Kernels & k = kernel_set(set);
+    const int64_t n = x.size();
+    if (n % QK != 0) throw std::invalid_argument("length must be a multiple of 32");
+    const bool q81 = type == "q8_1";
+    if (!q81 && type != "q8_0") throw std::invalid_argument("type must be q8_0 or q8_1");
+    std::string out(static_cast<size_t>(row_bytes(q81 ? DType::Q8_1 : DType::Q8_0, n)), '\0');
+    (q81 ? k.quantize_q8_1 : k.quantize_q8_0)(x.data(), &out[0], n);
+    return py::bytes(out);
+}
+
+// out [nc, rows] = x [nc, n] . W^T, W given as raw rows [rows, row_bytes] of ggml type type_id.
+py::array_t<float> kernel_matmul(const std::string & set, uint32_t type_id,
+                                 py::array_t<uint8_t, py::array::c_style> w, int64_t n,
+                                 py::array_t<float, py::array::c_style | py::array::forcecast> x) {
+    const Kernels & k = kernel_set(set);
+    const TypeInfo * ti = type_info(type_id);
+    if (!ti || !ti->runnable) throw std::invalid_argument("unsupported type id " + std::to_string(type_id));
+    const DType t = static_cast<DType>(type_id);
+    if (n % QK != 0 || w.ndim() != 2 || w.shape(1) != row_bytes(t, n) || x.ndim() != 2 || x.shape(1) != n) {
+        throw std::invalid_argument("shape mismatch");
+    }
+    ThreadPool pool(1);
+    Ops ops(k, pool);
+    Tensor wt;
+    wt.type = t;
+    wt.ne0 = n;
+    wt.ne1 = w.shape(0);
+    wt.row_bytes = static_cast<size_t>(row_bytes(t, n));
+    wt.data = w.data();
+    Activations a;
+    ops.prepare(t, x.data(), x.shape(0), n, a);
+    py::array_t<float> out({static_cast<int64_t>(x.shape(0)), wt.ne1});
+    ops.matmul(wt, a, out.mutable_data());
+    return out;
+}
+
+// The attention helpers: ("dot_f16", a_f16_bits, b) / ("axpy_f16", alpha, x_f16_bits, y) / ...
+py::object kernel_vec(const std::string & set, const std::string & op, py::array a, py::array b, float alpha) {
+    const Kernels & k = kernel_set(set);
+    if (op == "dot_f16") {
+        auto x = py::array_t<uint16_t, py::array::c_style>::ensure(a);
+        auto y = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(b);
+        if (x.size() != y.size()) throw std::invalid_argument("length mismatch");
+        return py::float_(k.dot_f16_f32(x.size(), x.data(), y.data()));
+    }
+    if (op == "dot_f32") {
+        auto x = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
+        auto y = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(b);
+        if (x.size() != y.size()) throw std::invalid_argument("length mismatch");
+        return py::float_(k.dot_f32(x.size(), x.data(), y.data()));
+    }
+    if (op == "axpy_f16" || op == "axpy_f32") {
+        auto y = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(b);
+        py::array_t<float> out(y.size());
+        std::memcpy(out.mutable_data(), y.data(), static_cast<size_t>(y.size()) * 4);
+        if (op == "axpy_f16") {
+            auto x = py::array_t<uint16_t, py::array::c_style>::ensure(a);
+            if (x.size() != y.size()) throw std::invalid_argument("length mismatch");
+            k.axpy_f16(x.size(), alpha, x.data(), out.mutable_data());
+        } else {
+            auto x = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
+            if (x.size() != y.size()) throw std::invalid_argument("length mismatch");
+            k.axpy_f32(x.size(), alpha, x.data(), out.mutable_data());
+        }
+        return std::move(out);
+    }
+    if (op == "f32_to_f16") {
+        auto x = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
+        py::array_t<uint16_t> out(x.size());
+        k.f32_to_f16(x.size(), x.data(), out.mutable_data());
+        return std::move(out);
+    }
+    throw std::invalid_argument("unknown kernel op '" + op + "'");
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "looplm native runtime (private; use the looplm package)";
+    m.attr("__version__") = LOOPLM_VERSION;
+    static py::exception<GGUFError> gguf_error(m, "GGUFError", PyExc_ValueError);
+
+    m.def("kernels", [] { return std::string(active_kernels().name); },
+          "Name of the kernel set this process uses.");
+    m.def("kernels_available", [] {
+        const Kernels * k[8];
+        const int n = available_kernels(k, 8);
+        std::vector<std::string> names;
+        for (int i = 0; i < n; i++) names.emplace_back(k[i]->name);
+        return names;
+    });
+    m.def("cpu_features", [] { return std::string(cpu_features()); });
+    m.def("physical_cores", &physical_cores);
+    m.def("file_info", &file_info, py::arg("path"), py::arg("max_array") = 64,
+          "Validates a GGUF file and returns its header, metadata and tensor table.");
+    m.def("kernel_quantize", &kernel_quantize);
+    m.def("kernel_matmul", &kernel_matmul);
+    m.def("kernel_vec", &kernel_vec, py::arg("set"), py::arg("op"), py::arg("a"), py::arg("b"),
+          py::arg("alpha") = 0.0f);
+
+    py::class_<PyModel>(m, "Model")
+        .def(py::init<const std::string &, int64_t, int, int, const std::string &, double, const std::string &, int,
+                      const std::string &, const std::string &, int64_t>(),
+             py::arg("path"), py::arg("n_ctx"), py::arg("n_threads"), py::arg("loops"), py::arg("kv_type"),
+             py::arg("exit_threshold"), py::arg("exit_mode"), py::arg("exit_at_step"), py::arg("kv_fill"),
+             py::arg("kernels"), py::arg("n_batch"))
+        .def("eval", &PyModel::eval, py::arg("tokens"), py::arg("all_logits") = false)
+        .def("reset", &PyModel::reset)
+        .def("set_exit", &PyModel::set_exit)
+        .def("get_exit", &PyModel::get_exit)
+        .def("kv_slot", &PyModel::kv_slot)
+        .def_property_readonly("exit_steps", &PyModel::exit_steps)
+        .def_property_readonly("config", &PyModel::config)
+        .def_property_readonly("metadata", &PyModel::metadata)
+        .def_property_readonly("n_past", &PyModel::n_past)
+        .def_property_readonly("kv_bytes", &PyModel::kv_bytes);
+}

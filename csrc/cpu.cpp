@@ -1,0 +1,122 @@
+// cpu.cpp - CPU feature detection and the choice of kernel table, made once.
+//
+// LOOPLM_KERNELS=<name> forces a set (e.g. "ref") for debugging; naming a set this machine
+// cannot run is an error, not a silent fallback.
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "kernels.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+#endif
+
+namespace looplm {
+
+namespace {
+
+struct Features {
+    bool avx2 = false, fma = false, f16c = false;
+    bool avx512f = false, avx512bw = false, avx512vl = false, avx512vnni = false;
+    std::string text;
+};
+
+#if defined(__x86_64__) || defined(_M_X64)
+uint64_t xgetbv0() {
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (static_cast<uint64_t>(hi) << 32) | lo;
+}
+#endif
+
+Features detect() {
+    Features f;
+#if defined(__x86_64__) || defined(_M_X64)
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+    const bool osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
+    f.fma = (c >> 12) & 1;
+    f.f16c = (c >> 29) & 1;
+    // The OS must save YMM (XCR0 bits 1-2) and, for AVX-512, opmask/ZMM state (bits 5-7).
+    const uint64_t xcr0 = osxsave ? xgetbv0() : 0;
+    const bool ymm = avx && (xcr0 & 0x6) == 0x6;
+    const bool zmm = ymm && (xcr0 & 0xe0) == 0xe0;
+    if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+        f.avx2 = ymm && ((b >> 5) & 1);
+        f.avx512f = zmm && ((b >> 16) & 1);
+        f.avx512bw = zmm && ((b >> 30) & 1);
+        f.avx512vl = zmm && ((b >> 31) & 1);
+        f.avx512vnni = zmm && ((c >> 11) & 1);
+    }
+    f.fma = f.fma && ymm;
+    f.f16c = f.f16c && ymm;
+    const struct {
+        bool on;
+        const char * name;
+    } all[] = {{f.avx2, "avx2"},         {f.fma, "fma"},           {f.f16c, "f16c"},
+               {f.avx512f, "avx512f"},   {f.avx512bw, "avx512bw"}, {f.avx512vl, "avx512vl"},
+               {f.avx512vnni, "avx512vnni"}};
+    for (const auto & e : all) {
+        if (e.on) f.text += std::string(f.text.empty() ? "" : " ") + e.name;
+    }
+#endif
+    return f;
+}
+
+const Features & features() {
+    static const Features f = detect();
+    return f;
+}
+
+const Kernels * choose() {
+    const char * forced = std::getenv("LOOPLM_KERNELS");
+    if (forced && *forced) {
+        if (const Kernels * k = find_kernels(forced)) return k;
+        const Kernels * avail[8];
+        const int n = available_kernels(avail, 8);
+        std::string names;
+        for (int i = 0; i < n; i++) names += std::string(i ? ", " : "") + avail[i]->name;
+        throw std::invalid_argument(std::string("LOOPLM_KERNELS=") + forced +
+                                    ": unknown kernel set or not supported by this CPU "
+                                    "(available: " + names + ")");
+    }
+    const Kernels * avail[8];
+    const int n = available_kernels(avail, 8);
+    return avail[n - 1];  // the last is the fastest
+}
+
+}  // namespace
+
+int available_kernels(const Kernels ** out, int max) {
+    int n = 0;
+    if (n < max) out[n++] = &kernels_ref;
+#if defined(__x86_64__) || defined(_M_X64)
+    const Features & f = features();
+    if (f.avx2 && f.fma && f.f16c && n < max) out[n++] = &kernels_avx2;
+    if (f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni &&
+        n < max) {
+        out[n++] = &kernels_avx512;
+    }
+#endif
+    return n;
+}
+
+const Kernels * find_kernels(const char * name) {
+    const Kernels * avail[8];
+    const int n = available_kernels(avail, 8);
+    for (int i = 0; i < n; i++) {
+        if (std::strcmp(avail[i]->name, name) == 0) return avail[i];
+    }
+    return nullptr;
+}
+
+const Kernels & active_kernels() {
+    static const Kernels * k = choose();
+    return *k;
+}
+
+const char * cpu_features() { return features().text.c_str(); }
+
+}  // namespace looplm

@@ -1,0 +1,64 @@
+// kernels.h - the table of compute kernels, one table per instruction set.
+//
+// Kernels know blocks and pointers, nothing about models. kernels_ref.cpp is the scalar
+// specification; every other table must agree with it (tests/test_kernels.py runs each set
+// the machine has against it).
+//
+// SIGILL hazard: an inline function, template or STL member instantiated inside an ISA
+// file (compiled with -mavx2 etc.) becomes a weak symbol the linker may pick for generic
+// code too, which then dies with "Illegal instruction" on an older CPU. So ISA files
+// include only this header, quant.h (POD structs, out-of-line functions) and intrinsics
+// headers, keep every helper `static`, use no STL, and export one `const Kernels`.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace looplm {
+
+// A tile of dot products: for r < nr and c < nc,
+//     out[c * ldo + r] = dot(row r of W, row c of X)
+// W holds rows of n elements of the weight type, wstride bytes apart; X holds rows of n
+// elements of the paired activation type (Q8_0 for Q4_0/Q8_0 weights, Q8_1 for Q4_1,
+// f32 for F16/BF16/F32), xstride bytes apart. n is a multiple of 32.
+typedef void (*GemmFn)(int64_t n, const void * w, size_t wstride, int64_t nr, const void * x,
+                       size_t xstride, int64_t nc, float * out, size_t ldo);
+
+struct Kernels {
+    const char * name;
+    // f32 activations -> Q8_0 / Q8_1 blocks (n a multiple of 32); bit-exact with the
+    // reference quantizers in quant.cpp (ties round away from zero).
+    void (*quantize_q8_0)(const float * x, void * y, int64_t n);
+    void (*quantize_q8_1)(const float * x, void * y, int64_t n);
+
+    GemmFn gemm_q4_0;
+    GemmFn gemm_q4_1;
+    GemmFn gemm_q8_0;
+    GemmFn gemm_f16;
+    GemmFn gemm_bf16;
+    GemmFn gemm_f32;
+
+    // Attention over the KV cache (F16 or F32 rows); any n.
+    float (*dot_f16_f32)(int64_t n, const uint16_t * a, const float * b);
+    float (*dot_f32)(int64_t n, const float * a, const float * b);
+    void (*axpy_f16)(int64_t n, float a, const uint16_t * x, float * y);  // y += a * x
+    void (*axpy_f32)(int64_t n, float a, const float * x, float * y);
+    void (*f32_to_f16)(int64_t n, const float * x, uint16_t * y);          // round to nearest even
+};
+
+extern const Kernels kernels_ref;
+#if defined(__x86_64__) || defined(_M_X64)
+extern const Kernels kernels_avx2;    // AVX2 + FMA + F16C
+extern const Kernels kernels_avx512;  // AVX-512 F/BW/VL + VNNI
+#endif
+
+// cpu.cpp: feature detection and the active set, chosen once (LOOPLM_KERNELS overrides).
+const Kernels & active_kernels();
+// Sets this machine can run, scalar reference first. Returns the count written (<= max).
+int available_kernels(const Kernels ** out, int max);
+// The set with that name if this machine can run it, else nullptr.
+const Kernels * find_kernels(const char * name);
+// Human-readable list of the CPU features detected, e.g. "avx2 fma f16c avx512f ...".
+const char * cpu_features();
+
+}  // namespace looplm

@@ -1,0 +1,307 @@
+// kernels_avx2.cpp - AVX2 + FMA + F16C kernels. Compiled with -mavx2 -mfma -mf16c only for
+// this file; see the SIGILL note in kernels.h (static helpers, no STL, no templates).
+#include <immintrin.h>
+
+#include "kernels.h"
+#include "quant.h"
+
+namespace looplm {
+
+namespace {
+
+static inline float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline int hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+static inline uint16_t f2h(float f) { return static_cast<uint16_t>(_cvtss_sh(f, 0)); }
+
+// Quantizes 32 floats the way quantize_row_q8_0_ref does: d = amax / 127, q = round half
+// away from zero of x * (1 / d). Returns the int32 sum of q for Q8_1.
+static inline int quantize_block(const float * x, int8_t * qs, float * d_out) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
+    __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                             _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+    __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    *d_out = d;
+    const __m256 vid = _mm256_set1_ps(id);
+    const __m256 half = _mm256_set1_ps(0.49999997f);  // nextafter(0.5, 0): exact roundf
+    v0 = _mm256_mul_ps(v0, vid);
+    v1 = _mm256_mul_ps(v1, vid);
+    v2 = _mm256_mul_ps(v2, vid);
+    v3 = _mm256_mul_ps(v3, vid);
+    v0 = _mm256_add_ps(v0, _mm256_or_ps(_mm256_and_ps(v0, sign), half));
+    v1 = _mm256_add_ps(v1, _mm256_or_ps(_mm256_and_ps(v1, sign), half));
+    v2 = _mm256_add_ps(v2, _mm256_or_ps(_mm256_and_ps(v2, sign), half));
+    v3 = _mm256_add_ps(v3, _mm256_or_ps(_mm256_and_ps(v3, sign), half));
+    __m256i i0 = _mm256_cvttps_epi32(v0), i1 = _mm256_cvttps_epi32(v1);
+    __m256i i2 = _mm256_cvttps_epi32(v2), i3 = _mm256_cvttps_epi32(v3);
+    const int sum = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
+    // pack 4x8 int32 -> 32 int8 and undo the lane interleave of the packs
+    i0 = _mm256_packs_epi32(i0, i1);
+    i2 = _mm256_packs_epi32(i2, i3);
+    i0 = _mm256_packs_epi16(i0, i2);
+    i0 = _mm256_permutevar8x32_epi32(i0, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i *>(qs), i0);
+    return sum;
+}
+
+static void quantize_q8_0(const float * x, void * vy, int64_t n) {
+    block_q8_0 * y = static_cast<block_q8_0 *>(vy);
+    for (int64_t b = 0; b < n / QK; b++) {
+        float d;
+        quantize_block(x + b * QK, y[b].qs, &d);
+        y[b].d = f2h(d);
+    }
+}
+
+static void quantize_q8_1(const float * x, void * vy, int64_t n) {
+    block_q8_1 * y = static_cast<block_q8_1 *>(vy);
+    for (int64_t b = 0; b < n / QK; b++) {
+        float d;
+        const int sum = quantize_block(x + b * QK, y[b].qs, &d);
+        y[b].d = f2h(d);
+        y[b].s = f2h(static_cast<float>(sum) * d);
+    }
+}
+
+// 32 nibbles -> 32 bytes in element order: low nibbles (elements 0..15) in the low lane,
+// high nibbles (16..31) in the high lane.
+static inline __m256i unpack_nibbles(const uint8_t * qs) {
+    const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i *>(qs));
+    const __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0x0f));
+}
+
+// int32x8 partial sums of u8 * s8 products.
+static inline __m256i dot_u8_s8(__m256i u, __m256i s) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+// int32x8 partial sums of s8 * s8 products (sign trick: |a| * sign(b, a)).
+static inline __m256i dot_s8_s8(__m256i a, __m256i b) {
+    return dot_u8_s8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+}
+
+// Up to 4 activation columns share each unpacked weight block.
+#define LOOPLM_TILE_COLS 4
+
+static void gemm_q4_0(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
+                      int64_t nc, float * out, size_t ldo) {
+    const int64_t nb = n / QK;
+    const __m256i eight = _mm256_set1_epi8(8);
+    for (int64_t c0 = 0; c0 < nc; c0 += LOOPLM_TILE_COLS) {
+        const int64_t ncc = nc - c0 < LOOPLM_TILE_COLS ? nc - c0 : LOOPLM_TILE_COLS;
+        const block_q8_0 * xc[LOOPLM_TILE_COLS];
+        for (int64_t c = 0; c < ncc; c++) {
+            xc[c] = reinterpret_cast<const block_q8_0 *>(static_cast<const char *>(x) + (c0 + c) * xs);
+        }
+        for (int64_t r = 0; r < nr; r++) {
+            const block_q4_0 * wr = reinterpret_cast<const block_q4_0 *>(static_cast<const char *>(w) + r * ws);
+            __m256 acc[LOOPLM_TILE_COLS] = {_mm256_setzero_ps(), _mm256_setzero_ps(),
+                                            _mm256_setzero_ps(), _mm256_setzero_ps()};
+            for (int64_t b = 0; b < nb; b++) {
+                const __m256i q = _mm256_sub_epi8(unpack_nibbles(wr[b].qs), eight);
+                const __m256i aq = _mm256_sign_epi8(q, q);
+                const float dw = h2f(wr[b].d);
+                for (int64_t c = 0; c < ncc; c++) {
+                    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xc[c][b].qs));
+                    const __m256i p = dot_u8_s8(aq, _mm256_sign_epi8(y, q));
+                    acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dw * h2f(xc[c][b].d)), _mm256_cvtepi32_ps(p), acc[c]);
+                }
+            }
+            for (int64_t c = 0; c < ncc; c++) out[(c0 + c) * ldo + r] = hsum_ps(acc[c]);
+        }
+    }
+}
+
+static void gemm_q4_1(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
+                      int64_t nc, float * out, size_t ldo) {
+    const int64_t nb = n / QK;
+    for (int64_t c0 = 0; c0 < nc; c0 += LOOPLM_TILE_COLS) {
+        const int64_t ncc = nc - c0 < LOOPLM_TILE_COLS ? nc - c0 : LOOPLM_TILE_COLS;
+        const block_q8_1 * xc[LOOPLM_TILE_COLS];
+        for (int64_t c = 0; c < ncc; c++) {
+            xc[c] = reinterpret_cast<const block_q8_1 *>(static_cast<const char *>(x) + (c0 + c) * xs);
+        }
+        for (int64_t r = 0; r < nr; r++) {
+            const block_q4_1 * wr = reinterpret_cast<const block_q4_1 *>(static_cast<const char *>(w) + r * ws);
+            __m256 acc[LOOPLM_TILE_COLS] = {_mm256_setzero_ps(), _mm256_setzero_ps(),
+                                            _mm256_setzero_ps(), _mm256_setzero_ps()};
+            float accm[LOOPLM_TILE_COLS] = {0, 0, 0, 0};
+            for (int64_t b = 0; b < nb; b++) {
+                const __m256i q = unpack_nibbles(wr[b].qs);  // unsigned 0..15
+                const float dw = h2f(wr[b].d), mw = h2f(wr[b].m);
+                for (int64_t c = 0; c < ncc; c++) {
+                    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xc[c][b].qs));
+                    const __m256i p = dot_u8_s8(q, y);
+                    acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dw * h2f(xc[c][b].d)), _mm256_cvtepi32_ps(p), acc[c]);
+                    accm[c] += mw * h2f(xc[c][b].s);
+                }
+            }
+            for (int64_t c = 0; c < ncc; c++) out[(c0 + c) * ldo + r] = hsum_ps(acc[c]) + accm[c];
+        }
+    }
+}
+
+static void gemm_q8_0(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
+                      int64_t nc, float * out, size_t ldo) {
+    const int64_t nb = n / QK;
+    for (int64_t c0 = 0; c0 < nc; c0 += LOOPLM_TILE_COLS) {
+        const int64_t ncc = nc - c0 < LOOPLM_TILE_COLS ? nc - c0 : LOOPLM_TILE_COLS;
+        const block_q8_0 * xc[LOOPLM_TILE_COLS];
+        for (int64_t c = 0; c < ncc; c++) {
+            xc[c] = reinterpret_cast<const block_q8_0 *>(static_cast<const char *>(x) + (c0 + c) * xs);
+        }
+        for (int64_t r = 0; r < nr; r++) {
+            const block_q8_0 * wr = reinterpret_cast<const block_q8_0 *>(static_cast<const char *>(w) + r * ws);
+            __m256 acc[LOOPLM_TILE_COLS] = {_mm256_setzero_ps(), _mm256_setzero_ps(),
+                                            _mm256_setzero_ps(), _mm256_setzero_ps()};
+            for (int64_t b = 0; b < nb; b++) {
+                const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(wr[b].qs));
+                const __m256i aq = _mm256_sign_epi8(q, q);
+                const float dw = h2f(wr[b].d);
+                for (int64_t c = 0; c < ncc; c++) {
+                    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xc[c][b].qs));
+                    const __m256i p = dot_u8_s8(aq, _mm256_sign_epi8(y, q));
+                    acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dw * h2f(xc[c][b].d)), _mm256_cvtepi32_ps(p), acc[c]);
+                }
+            }
+            for (int64_t c = 0; c < ncc; c++) out[(c0 + c) * ldo + r] = hsum_ps(acc[c]);
+        }
+    }
+}
+
+static inline __m256 load_f16(const uint16_t * p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
+}
+
+static inline __m256 load_bf16(const uint16_t * p) {
+    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+static float dot_f16_f32(int64_t n, const uint16_t * a, const float * b) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(load_f16(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(load_f16(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    }
+    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(load_f16(a + i), _mm256_loadu_ps(b + i), acc0);
+    float sum = hsum_ps(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) sum += h2f(a[i]) * b[i];
+    return sum;
+}
+
+static float dot_bf16_f32(int64_t n, const uint16_t * a, const float * b) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(load_bf16(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(load_bf16(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    }
+    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(load_bf16(a + i), _mm256_loadu_ps(b + i), acc0);
+    float sum = hsum_ps(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) sum += bf16_to_fp32(a[i]) * b[i];
+    return sum;
+}
+
+static float dot_f32(int64_t n, const float * a, const float * b) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    }
+    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    float sum = hsum_ps(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+static void axpy_f16(int64_t n, float a, const uint16_t * x, float * y) {
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, load_f16(x + i), _mm256_loadu_ps(y + i)));
+    }
+    for (; i < n; i++) y[i] += a * h2f(x[i]);
+}
+
+static void axpy_f32(int64_t n, float a, const float * x, float * y) {
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    }
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+static void f32_to_f16(int64_t n, const float * x, uint16_t * y) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm_storeu_si128(reinterpret_cast<__m128i *>(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), 0));
+    }
+    for (; i < n; i++) y[i] = f2h(x[i]);
+}
+
+typedef float (*DotF16)(int64_t, const uint16_t *, const float *);
+
+// One dot per (row, column): float weights are streamed once per column, which is fine for
+// the F16/BF16/F32 paths (tests, small models); the quantized paths above are the fast ones.
+static void gemm_16bit(DotF16 dot, int64_t n, const void * w, size_t ws, int64_t nr, const void * x,
+                       size_t xs, int64_t nc, float * out, size_t ldo) {
+    for (int64_t c = 0; c < nc; c++) {
+        const float * xc = reinterpret_cast<const float *>(static_cast<const char *>(x) + c * xs);
+        for (int64_t r = 0; r < nr; r++) {
+            out[c * ldo + r] = dot(n, reinterpret_cast<const uint16_t *>(static_cast<const char *>(w) + r * ws), xc);
+        }
+    }
+}
+
+static void gemm_f16(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
+                     int64_t nc, float * out, size_t ldo) {
+    gemm_16bit(dot_f16_f32, n, w, ws, nr, x, xs, nc, out, ldo);
+}
+
+static void gemm_bf16(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
+                      int64_t nc, float * out, size_t ldo) {
+    gemm_16bit(dot_bf16_f32, n, w, ws, nr, x, xs, nc, out, ldo);
+}
+
+static void gemm_f32(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
+                     int64_t nc, float * out, size_t ldo) {
+    for (int64_t c = 0; c < nc; c++) {
+        const float * xc = reinterpret_cast<const float *>(static_cast<const char *>(x) + c * xs);
+        for (int64_t r = 0; r < nr; r++) {
+            out[c * ldo + r] = dot_f32(n, reinterpret_cast<const float *>(static_cast<const char *>(w) + r * ws), xc);
+        }
+    }
+}
+
+}  // namespace
+
+extern const Kernels kernels_avx2 = {
+    "avx2",    quantize_q8_0, quantize_q8_1, gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_f16,
+    gemm_bf16, gemm_f32,      dot_f16_f32,   dot_f32,   axpy_f16,  axpy_f32,  f32_to_f16,
+};
+
+}  // namespace looplm

@@ -1,0 +1,189 @@
+// ops.cpp - forward-pass math over the thread pool. Every op splits its work by output
+// rows (matmul), tokens (norms, rope) or (token, head) pairs (attention).
+#include "ops.h"
+
+#include <cmath>
+#include <cstring>
+
+namespace looplm {
+
+namespace {
+
+// Rows per work unit of a matmul: a multiple of the kernels' tiles, small enough to balance.
+constexpr int64_t kRowAlign = 16;
+
+GemmFn gemm_for(const Kernels & k, DType t) {
+    switch (t) {
+        case DType::Q4_0: return k.gemm_q4_0;
+        case DType::Q4_1: return k.gemm_q4_1;
+        case DType::Q8_0: return k.gemm_q8_0;
+        case DType::F16: return k.gemm_f16;
+        case DType::BF16: return k.gemm_bf16;
+        case DType::F32: return k.gemm_f32;
+        default: return nullptr;  // Model refuses other types at load
+    }
+}
+
+}  // namespace
+
+DType activation_type(DType weight) {
+    switch (weight) {
+        case DType::Q4_0:
+        case DType::Q8_0: return DType::Q8_0;
+        case DType::Q4_1: return DType::Q8_1;
+        default: return DType::F32;
+    }
+}
+
+void Ops::prepare(DType weight, const float * x, int64_t rows, int64_t n, Activations & a) {
+    a.type = activation_type(weight);
+    a.n = n;
+    a.rows = rows;
+    if (a.type == DType::F32) {
+        a.stride = static_cast<size_t>(n) * sizeof(float);
+        a.data = x;
+        return;
+    }
+    a.stride = static_cast<size_t>(row_bytes(a.type, n));
+    if (a.buffer.size() < a.stride * static_cast<size_t>(rows)) a.buffer.resize(a.stride * static_cast<size_t>(rows));
+    uint8_t * dst = a.buffer.data();
+    auto quantize = a.type == DType::Q8_0 ? k.quantize_q8_0 : k.quantize_q8_1;
+    const size_t stride = a.stride;
+    if (rows == 1) {
+        quantize(x, dst, n);  // too little work to share
+    } else {
+        pool.run([&](int ith, int nth) {
+            const Range r = split_range(rows, ith, nth);
+            for (int64_t i = r.begin; i < r.end; i++) quantize(x + i * n, dst + i * stride, n);
+        });
+    }
+    a.data = dst;
+}
+
+void Ops::matmul(const Tensor & w, const Activations & a, float * out) {
+    const Tensor * ws[1] = {&w};
+    float * outs[1] = {out};
+    matmul_many(ws, outs, 1, a);
+}
+
+void Ops::matmul_many(const Tensor * const * ws, float * const * outs, int count, const Activations & a) {
+    // Rows of all the matrices form one index space, split evenly over the threads.
+    int64_t total = 0;
+    for (int m = 0; m < count; m++) total += ws[m]->ne1;
+    pool.run([&](int ith, int nth) {
+        const Range r = split_range(total, ith, nth, kRowAlign);
+        int64_t base = 0;
+        for (int m = 0; m < count && base < r.end; base += ws[m]->ne1, m++) {
+            const Tensor & w = *ws[m];
+            const int64_t b = r.begin > base ? r.begin - base : 0;
+            const int64_t e = r.end - base < w.ne1 ? r.end - base : w.ne1;
+            if (b >= e) continue;
+            gemm_for(k, w.type)(w.ne0, w.row(b), w.row_bytes, e - b, a.data, a.stride, a.rows,
+                                outs[m] + b, static_cast<size_t>(w.ne1));
+        }
+    });
+}
+
+void Ops::rmsnorm(const float * x, const float * w, float * out, int64_t rows, int64_t n, float eps) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float * xr = x + r * n;
+        float * o = out + r * n;
+        double ss = 0.0;
+        for (int64_t i = 0; i < n; i++) ss += static_cast<double>(xr[i]) * xr[i];
+        const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
+        for (int64_t i = 0; i < n; i++) o[i] = xr[i] * scale * w[i];
+    }
+}
+
+void Ops::rope_table(int64_t pos0, int64_t n, int head_dim, float theta, float * table) {
+    const int half = head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        const double freq = std::pow(static_cast<double>(theta), -2.0 * i / head_dim);
+        for (int64_t t = 0; t < n; t++) {
+            const double angle = static_cast<double>(pos0 + t) * freq;
+            table[t * head_dim + 2 * i] = static_cast<float>(std::cos(angle));
+            table[t * head_dim + 2 * i + 1] = static_cast<float>(std::sin(angle));
+        }
+    }
+}
+
+void Ops::rope(float * x, const int32_t * pos, int64_t rows, int n_heads, int head_dim,
+               const float * table, int64_t pos0) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float * cs = table + (pos[r] - pos0) * head_dim;
+        for (int h = 0; h < n_heads; h++) {
+            float * p = x + (r * n_heads + h) * head_dim;
+            for (int i = 0; i < head_dim; i += 2) {
+                const float x0 = p[i], x1 = p[i + 1];
+                p[i] = x0 * cs[i] - x1 * cs[i + 1];
+                p[i + 1] = x0 * cs[i + 1] + x1 * cs[i];
+            }
+        }
+    }
+}
+
+void Ops::swiglu(float * g, const float * u, int64_t rows, int64_t n) {
+    for (int64_t i = 0; i < rows * n; i++) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
+void Ops::add(float * x, const float * y, int64_t count) {
+    for (int64_t i = 0; i < count; i++) x[i] += y[i];
+}
+
+void Ops::store_kv(KVCache & kv, int slot, const float * kr, const float * vr, const int32_t * pos,
+                   int64_t rows) {
+    const int64_t d = kv.kv_dim();
+    for (int64_t r = 0; r < rows; r++) {
+        if (kv.type() == DType::F16) {
+            k.f32_to_f16(d, kr + r * d, static_cast<uint16_t *>(kv.k(slot, pos[r])));
+            k.f32_to_f16(d, vr + r * d, static_cast<uint16_t *>(kv.v(slot, pos[r])));
+        } else {
+            std::memcpy(kv.k(slot, pos[r]), kr + r * d, static_cast<size_t>(d) * 4);
+            std::memcpy(kv.v(slot, pos[r]), vr + r * d, static_cast<size_t>(d) * 4);
+        }
+    }
+}
+
+void Ops::attention(const float * q, const KVCache & kv, int slot, const int32_t * pos, int64_t rows,
+                    int n_head, int n_head_kv, int head_dim, float * out) {
+    const int group = n_head / n_head_kv;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+    const bool f16 = kv.type() == DType::F16;
+    int64_t max_pos = 0;
+    for (int64_t r = 0; r < rows; r++) max_pos = pos[r] > max_pos ? pos[r] : max_pos;
+    for (auto & s : scratch_) {
+        if (static_cast<int64_t>(s.size()) < max_pos + 1) s.resize(static_cast<size_t>(max_pos + 1));
+    }
+    pool.run([&](int ith, int nth) {
+        float * scores = scratch_[static_cast<size_t>(ith)].data();
+        const Range range = split_range(rows * n_head, ith, nth);
+        for (int64_t task = range.begin; task < range.end; task++) {
+            const int64_t r = task / n_head;
+            const int h = static_cast<int>(task % n_head);
+            const int64_t off = static_cast<int64_t>(h / group) * head_dim;  // kv head offset
+            const float * qh = q + (r * n_head + h) * head_dim;
+            const int64_t n_pos = pos[r] + 1;
+            float max_s = -INFINITY;
+            for (int64_t t = 0; t < n_pos; t++) {
+                const float s = f16 ? k.dot_f16_f32(head_dim, static_cast<const uint16_t *>(kv.k(slot, t)) + off, qh)
+                                    : k.dot_f32(head_dim, static_cast<const float *>(kv.k(slot, t)) + off, qh);
+                scores[t] = s * scale;
+                max_s = scores[t] > max_s ? scores[t] : max_s;
+            }
+            float sum = 0.0f;
+            for (int64_t t = 0; t < n_pos; t++) {
+                scores[t] = std::exp(scores[t] - max_s);
+                sum += scores[t];
+            }
+            float * o = out + (r * n_head + h) * head_dim;
+            std::memset(o, 0, static_cast<size_t>(head_dim) * sizeof(float));
+            const float inv = 1.0f / sum;
+            for (int64_t t = 0; t < n_pos; t++) {
+                if (f16) k.axpy_f16(head_dim, scores[t] * inv, static_cast<const uint16_t *>(kv.v(slot, t)) + off, o);
+                else k.axpy_f32(head_dim, scores[t] * inv, static_cast<const float *>(kv.v(slot, t)) + off, o);
+            }
+        }
+    });
+}
+
+}  // namespace looplm

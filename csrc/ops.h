@@ -1,0 +1,80 @@
+// ops.h - the math of one forward pass on f32 activations: matmul against quantized
+// weights, RMSNorm, RoPE, SwiGLU, causal attention over the KV cache. Ops know tensors and
+// shapes, not models; they parallelise over the pool and call the kernel table.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels.h"
+#include "kv_cache.h"
+#include "quant.h"
+#include "threads.h"
+
+namespace looplm {
+
+// A 2-D weight matrix viewed in the mmap: ne0 = row length (inputs), ne1 = rows (outputs).
+struct Tensor {
+    std::string name;
+    DType type = DType::F32;
+    int64_t ne0 = 0, ne1 = 0;
+    size_t row_bytes = 0;
+    const void * data = nullptr;
+
+    const void * row(int64_t i) const { return static_cast<const char *>(data) + i * row_bytes; }
+};
+
+// The activation type a weight type's kernels consume.
+DType activation_type(DType weight);
+
+// Activations prepared for one weight type: f32 rows as given, or quantized to Q8_0/Q8_1.
+struct Activations {
+    DType type = DType::F32;
+    int64_t n = 0, rows = 0;  // row length, number of rows (tokens)
+    size_t stride = 0;        // bytes between rows
+    const void * data = nullptr;
+    std::vector<uint8_t> buffer;  // storage when quantized
+};
+
+class Ops {
+  public:
+    Ops(const Kernels & k, ThreadPool & pool) : k(k), pool(pool), scratch_(pool.size()) {}
+
+    const Kernels & k;
+    ThreadPool & pool;
+
+    // Prepares x [rows, n] (row stride n) for matmuls against weights of type `weight`.
+    void prepare(DType weight, const float * x, int64_t rows, int64_t n, Activations & a);
+    // out [rows, w.ne1] = a [rows, w.ne0] . w^T
+    void matmul(const Tensor & w, const Activations & a, float * out);
+    // Three matmuls with the same input in one parallel region (q, k, v or gate, up).
+    void matmul_many(const Tensor * const * ws, float * const * outs, int count, const Activations & a);
+
+    // out[i] = x[i] * rsqrt(mean(x^2) + eps) * w[i], per row of n.
+    void rmsnorm(const float * x, const float * w, float * out, int64_t rows, int64_t n, float eps);
+    // table [n, head_dim]: (cos, sin) of (pos0 + t) * theta^(-2i/head_dim) for pairs i.
+    static void rope_table(int64_t pos0, int64_t n, int head_dim, float theta, float * table);
+    // x [rows, n_heads * head_dim]: rotates adjacent pairs (2i, 2i+1) by the angles of pos[r],
+    // the layout of llama.cpp's permuted q/k rows ("NORM" rope). table from rope_table(pos0).
+    void rope(float * x, const int32_t * pos, int64_t rows, int n_heads, int head_dim,
+              const float * table, int64_t pos0);
+    // g [rows, n] <- silu(g) * u
+    void swiglu(float * g, const float * u, int64_t rows, int64_t n);
+    // x += y
+    void add(float * x, const float * y, int64_t count);
+
+    // Writes the key and value rows [rows, kv_dim] of positions pos[] into one cache slot.
+    void store_kv(KVCache & kv, int slot, const float * k, const float * v, const int32_t * pos,
+                  int64_t rows);
+    // out [rows, n_head * head_dim]: causal softmax attention of q (already roped) over cache
+    // slot `slot`, row r seeing positions [0, pos[r]]. Query head h reads kv head
+    // h / (n_head / n_head_kv); scores are scaled by head_dim^-0.5.
+    void attention(const float * q, const KVCache & kv, int slot, const int32_t * pos, int64_t rows,
+                   int n_head, int n_head_kv, int head_dim, float * out);
+
+  private:
+    std::vector<std::vector<float>> scratch_;  // per thread: attention scores
+};
+
+}  // namespace looplm

@@ -1,0 +1,210 @@
+"""looplm.Model: a GGUF model loaded by the native runtime, with its context (KV cache).
+
+The engine runs the model's shared layers ``loops`` times per token; the exit gate can stop
+a token early (``exit_mode="skip"``) or only choose which loop feeds the logits
+(``exit_mode="exact"``, upstream's behaviour).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+
+from . import _core
+
+EXIT_MODES = ("skip", "exact")
+KV_FILLS = ("exit", "first")
+
+
+class Model:
+    """A loaded GGUF model and one conversation's state.
+
+    Args:
+        path: a GGUF file (architecture ``ouro`` or ``llama``).
+        n_ctx: the context size in tokens; the KV cache grows with the tokens actually used.
+        n_threads: compute threads (default: the machine's physical cores).
+        loops: loops per token (default: the trained count, ``ouro.num_loops``); more than
+            the trained count warns, since the model gets worse.
+        kv_type: KV cache element type, "f16" (default) or "f32".
+        exit_threshold: the exit gate's CDF threshold (default: the GGUF's, 1.0 for Ouro,
+            meaning every loop runs).
+        exit_mode: "skip" stops a token at its exit loop; "exact" runs all loops and only
+            picks the exit loop's logits. Default: "skip" when the threshold is below 1.
+        exit_at_step: always exit at this 0-based loop (upstream's static exit).
+        kv_fill: how skip mode fills the KV slots of skipped loops: "exit" (reuse the exit
+            loop's keys/values, default) or "first" (loop 0's).
+        n_batch: tokens per forward micro-batch when evaluating a prompt.
+        kernels: force a kernel set by name (debugging; see ``looplm.kernels_available()``).
+        verbose: print one line about the loaded model to stderr.
+
+    Raises:
+        GGUFError: the file is not a valid GGUF or not a model looplm can run.
+        ValueError: an argument is out of range.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        loops: int | None = None,
+        kv_type: str = "f16",
+        exit_threshold: float | None = None,
+        exit_mode: str | None = None,
+        exit_at_step: int | None = None,
+        kv_fill: str = "exit",
+        n_batch: int = 256,
+        kernels: str | None = None,
+        verbose: bool = False,
+    ) -> None:
+        path = os.fspath(path)
+        if not isinstance(n_ctx, int) or n_ctx < 1:
+            raise ValueError(f"n_ctx must be a positive integer, got {n_ctx!r}")
+        if n_threads is not None and (not isinstance(n_threads, int) or n_threads < 1):
+            raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
+        if loops is not None and (not isinstance(loops, int) or not 1 <= loops <= 64):
+            raise ValueError(f"loops must be an integer in 1..64, got {loops!r}")
+        if not isinstance(n_batch, int) or n_batch < 1:
+            raise ValueError(f"n_batch must be a positive integer, got {n_batch!r}")
+        if not os.path.isfile(path):
+            raise _core.GGUFError(f"{path}: no such file")
+        self.path = path
+        self._m = _core.Model(
+            path, n_ctx, n_threads or 0, loops or 0, kv_type, 1.0, "exact", -1, "exit", kernels or "", n_batch
+        )
+        cfg = self._m.config
+        if loops is not None and loops > cfg["n_loops_trained"]:
+            warnings.warn(
+                f"loops={loops} is above the {cfg['n_loops_trained']} the model was trained with; "
+                "quality usually drops",
+                stacklevel=2,
+            )
+        # The exit arguments as given at load: what a None per-call override falls back to.
+        self._load_exit = {
+            "exit_threshold": exit_threshold, "exit_mode": exit_mode,
+            "exit_at_step": exit_at_step, "kv_fill": kv_fill,
+        }  # fmt: skip
+        self.set_exit()
+        if verbose:
+            import sys  # noqa: PLC0415
+
+            print(self.describe(), file=sys.stderr)
+
+    # ---------------------------------------------------------------- exit policy
+
+    def _resolve_exit(
+        self, threshold: float | None, mode: str | None, at_step: int | None, fill: str | None
+    ) -> tuple[float, str, int, str]:
+        cfg = self._m.config
+        thr = cfg["exit_threshold_default"] if threshold is None else float(threshold)
+        if not 0.0 <= thr or thr != thr:
+            raise ValueError(f"exit_threshold must be a number >= 0, got {threshold!r}")
+        if mode is None:
+            mode = "skip" if (thr < 1.0 or at_step is not None) else "exact"
+        if mode not in EXIT_MODES:
+            raise ValueError(f"exit_mode must be one of {EXIT_MODES}, got {mode!r}")
+        if at_step is not None and (not isinstance(at_step, int) or not 0 <= at_step < cfg["n_loops"]):
+            raise ValueError(f"exit_at_step must be an integer in 0..{cfg['n_loops'] - 1}, got {at_step!r}")
+        fill = fill or "exit"
+        if fill not in KV_FILLS:
+            raise ValueError(f"kv_fill must be one of {KV_FILLS}, got {fill!r}")
+        return thr, mode, -1 if at_step is None else at_step, fill
+
+    def set_exit(
+        self,
+        *,
+        exit_threshold: float | None = None,
+        exit_mode: str | None = None,
+        exit_at_step: int | None = None,
+        kv_fill: str | None = None,
+    ) -> None:
+        """Sets the exit policy for the following evaluations; None keeps the load-time value."""
+        given = {"exit_threshold": exit_threshold, "exit_mode": exit_mode,
+                 "exit_at_step": exit_at_step, "kv_fill": kv_fill}  # fmt: skip
+        a = {k: self._load_exit[k] if v is None else v for k, v in given.items()}
+        self._m.set_exit(*self._resolve_exit(a["exit_threshold"], a["exit_mode"], a["exit_at_step"], a["kv_fill"]))
+
+    @property
+    def exit_policy(self) -> dict[str, Any]:
+        """The exit policy in force: threshold, mode, exit_at_step, kv_fill."""
+        thr, mode, at, fill = self._m.get_exit()
+        return {"exit_threshold": thr, "exit_mode": mode, "exit_at_step": None if at < 0 else at, "kv_fill": fill}
+
+    # ---------------------------------------------------------------- evaluation
+
+    def eval(self, tokens: list[int] | np.ndarray, *, all_logits: bool = False) -> np.ndarray:
+        """Appends tokens to the context and runs them through the model.
+
+        Args:
+            tokens: token ids.
+            all_logits: return the logits of every token, not just the last.
+
+        Returns:
+            float32 ``[n_vocab]`` logits of the last token, or ``[len(tokens), n_vocab]``.
+            Each token's logits come from the normed hidden state of its exit loop.
+        """
+        ids = np.asarray(tokens)
+        if ids.ndim != 1 or ids.size == 0:
+            raise ValueError("tokens must be a non-empty 1-D sequence of token ids")
+        if not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"token ids must be integers, got dtype {ids.dtype}")
+        if ids.min() < 0 or ids.max() >= self.n_vocab:
+            bad = int(ids[(ids < 0) | (ids >= self.n_vocab)][0])
+            raise ValueError(f"token id {bad} is out of range (vocabulary of {self.n_vocab})")
+        return self._m.eval(ids.astype(np.int32), all_logits)
+
+    def reset(self) -> None:
+        """Empties the context (KV cache and exit statistics)."""
+        self._m.reset()
+
+    @property
+    def n_past(self) -> int:
+        """Tokens in the context."""
+        return self._m.n_past
+
+    @property
+    def n_vocab(self) -> int:
+        return self._m.config["n_vocab"]
+
+    @property
+    def n_ctx(self) -> int:
+        return self._m.config["n_ctx"]
+
+    @property
+    def exit_steps(self) -> list[int]:
+        """The 0-based exit loop of every token in the context."""
+        return self._m.exit_steps.tolist()
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Hyper-parameters and runtime settings (loops, threads, kernel set, KV type, ...)."""
+        return self._m.config
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The GGUF metadata (arrays longer than 4096 elements, e.g. the vocabulary, left out)."""
+        return self._m.metadata
+
+    @property
+    def kv_bytes(self) -> int:
+        """Bytes allocated by the KV cache (it grows with the context)."""
+        return self._m.kv_bytes
+
+    def kv_slot(self, loop: int, layer: int) -> tuple[np.ndarray, np.ndarray]:
+        """Keys and values of one (loop, layer) KV slot, float32 ``[n_past, kv_dim]``."""
+        return self._m.kv_slot(loop, layer)
+
+    def describe(self) -> str:
+        c = self.config
+        return (
+            f"looplm: {os.path.basename(self.path)}: {c['arch']}, {c['n_layer']} layers x "
+            f"{c['n_loops']} loops, {c['weight_type']}, exit gate {'yes' if c['has_exit_gate'] else 'no'}, "
+            f"kernels {c['kernels']}, {c['n_threads']} threads, n_ctx {c['n_ctx']}"
+        )
+
+    def __repr__(self) -> str:
+        return f"<looplm.Model {self.path!r} n_past={self.n_past}>"
