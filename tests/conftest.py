@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny synthetic Ouro checkpoints and their GGUF conversions."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import looplm  # noqa: E402
+import ouro_fixtures as fx  # noqa: E402
+from looplm.convert import convert_checkpoint  # noqa: E402
+
+TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0")
+KERNEL_SETS = tuple(looplm.kernels_available())
+
+
+@pytest.fixture(scope="session")
+def tiny_hf(tmp_path_factory) -> Path:
+    """A bf16 tiny Ouro checkpoint with a varied exit gate."""
+    return fx.make_checkpoint(tmp_path_factory.mktemp("tiny") / "tiny-ouro", seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tiny_hf, tmp_path_factory):
+    """type -> path of tiny_hf converted to that type."""
+    out = tmp_path_factory.mktemp("gguf")
+    return {t: convert_checkpoint(tiny_hf, out / f"tiny-{t}.gguf", t, progress=False).path for t in TYPES}
+
+
+@pytest.fixture(scope="session")
+def make_gguf(tmp_path_factory):
+    """Builds (and caches) a converted tiny model: make_gguf(type, **checkpoint options)."""
+    cache: dict = {}
+    root = tmp_path_factory.mktemp("variants")
+
+    def make(out_type: str = "f32", **opts) -> Path:
+        key = (out_type, repr(sorted(opts.items())))
+        if key not in cache:
+            folder = fx.make_checkpoint(root / f"ckpt{len(cache)}", **opts)
+            cache[key] = convert_checkpoint(folder, root / f"m{len(cache)}-{out_type}.gguf", out_type, progress=False).path
+        return cache[key]
+
+    return make

@@ -1,0 +1,120 @@
+"""Every kernel set this machine has, against the scalar reference and gguf-py.
+
+Activation quantization is bit-exact across sets (and equal to gguf-py's Q8_0); matmuls
+agree within float rounding (only the order of the float accumulation differs).
+"""
+
+from __future__ import annotations
+
+import gguf
+import numpy as np
+import pytest
+from conftest import KERNEL_SETS
+from gguf import GGMLQuantizationType as QT
+
+from looplm import _core
+
+RNG = np.random.default_rng(7)
+
+
+def activations(rows: int, n: int) -> np.ndarray:
+    x = RNG.standard_normal((rows, n)).astype(np.float32)
+    x[0, :32] = 0.0  # an all-zero block
+    x[0, 32:64] = np.float32(0.5) * np.arange(32, dtype=np.float32) / 127  # ties at .5 after scaling
+    return x
+
+
+@pytest.mark.parametrize("kset", KERNEL_SETS)
+def test_quantize_q8_0_equals_gguf(kset):
+    x = activations(8, 256)
+    for row in x:
+        got = np.frombuffer(_core.kernel_quantize(kset, "q8_0", row), np.uint8)
+        np.testing.assert_array_equal(got, gguf.quants.quantize(row[None], QT.Q8_0)[0])
+
+
+def q8_1_numpy(x: np.ndarray) -> bytes:
+    """looplm's in-memory Q8_1: gguf-py's Q8_0 block with the int16 sum of its quants."""
+    out = b""
+    for blk in gguf.quants.quantize(x[None], QT.Q8_0).reshape(-1, 34):
+        q = blk[2:].view(np.int8)
+        out += blk[:2].tobytes() + np.int16(q.astype(np.int32).sum()).tobytes() + q.tobytes()
+    return out
+
+
+@pytest.mark.parametrize("kset", KERNEL_SETS)
+def test_quantize_q8_1(kset):
+    x = activations(4, 128)
+    for row in x:
+        assert _core.kernel_quantize(kset, "q8_1", row) == q8_1_numpy(row)
+
+
+def weights(qtype: QT, rows: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(raw GGUF rows, their dequantized values)."""
+    w = RNG.standard_normal((rows, n)).astype(np.float32)
+    if qtype == QT.F32:
+        return w.view(np.uint8), w
+    if qtype == QT.F16:
+        h = w.astype(np.float16)
+        return h.view(np.uint8), h.astype(np.float32)
+    raw = gguf.quants.quantize(w, qtype)
+    return raw, gguf.quants.dequantize(raw, qtype).astype(np.float32)
+
+
+def dequant_acts(qtype: QT, x: np.ndarray) -> np.ndarray:
+    """What the kernels multiply: the activations as the weight type's kernels see them."""
+    if qtype in (QT.Q4_0, QT.Q8_0):
+        return gguf.quants.dequantize(gguf.quants.quantize(x, QT.Q8_0), QT.Q8_0)
+    if qtype == QT.Q4_1:  # Q8_1 has the same values as Q8_0 (plus a sum)
+        return gguf.quants.dequantize(gguf.quants.quantize(x, QT.Q8_0), QT.Q8_0)
+    return x
+
+
+MATMUL_TYPES = [QT.F32, QT.F16, QT.BF16, QT.Q8_0, QT.Q4_0, QT.Q4_1]
+
+
+@pytest.mark.parametrize("qtype", MATMUL_TYPES, ids=lambda t: t.name)
+@pytest.mark.parametrize("nc", [1, 3, 5, 9])
+def test_matmul_matches_numpy_and_reference(qtype, nc):
+    n, rows = 256, 37
+    if qtype == QT.BF16:
+        w32 = RNG.standard_normal((rows, n)).astype(np.float32)
+        raw = gguf.quants.quantize(w32, QT.BF16)
+        wdq = gguf.quants.dequantize(raw, QT.BF16).astype(np.float32)
+    else:
+        raw, wdq = weights(qtype, rows, n)
+    x = activations(nc, n)
+    expect = dequant_acts(qtype, x).astype(np.float64) @ wdq.astype(np.float64).T
+    ref = _core.kernel_matmul("ref", int(qtype), np.ascontiguousarray(raw), n, x)
+    scale = np.abs(expect).max()
+    assert np.abs(ref - expect).max() < 1e-5 * scale * np.sqrt(n)
+    for kset in KERNEL_SETS:
+        got = _core.kernel_matmul(kset, int(qtype), np.ascontiguousarray(raw), n, x)
+        assert np.abs(got - ref).max() <= 1e-5 * scale, kset
+
+
+@pytest.mark.parametrize("kset", KERNEL_SETS)
+@pytest.mark.parametrize("n", [1, 7, 64, 128, 133])
+def test_attention_helpers(kset, n):
+    a = RNG.standard_normal(n).astype(np.float32)
+    b = RNG.standard_normal(n).astype(np.float32)
+    a16 = a.astype(np.float16)
+    ref = float(a16.astype(np.float64) @ b.astype(np.float64))
+    assert _core.kernel_vec(kset, "dot_f16", a16.view(np.uint16), b) == pytest.approx(ref, rel=1e-5, abs=1e-5)
+    assert _core.kernel_vec(kset, "dot_f32", a, b) == pytest.approx(float(a.astype(np.float64) @ b), rel=1e-5, abs=1e-5)
+    y = _core.kernel_vec(kset, "axpy_f16", a16.view(np.uint16), b, 0.37)
+    np.testing.assert_allclose(y, b + np.float32(0.37) * a16.astype(np.float32), rtol=1e-6, atol=1e-6)
+    y = _core.kernel_vec(kset, "axpy_f32", a, b, -1.5)
+    np.testing.assert_allclose(y, b - 1.5 * a, rtol=1e-6, atol=1e-6)
+    big = np.concatenate([a, [65504.0, 65520.0, 1e-8, -0.0, 6e-5, 3e-8]]).astype(np.float32)
+    with np.errstate(over="ignore"):
+        expect = big.astype(np.float16).view(np.uint16)
+    np.testing.assert_array_equal(_core.kernel_vec(kset, "f32_to_f16", big, big), expect)
+
+
+def test_kernel_choice():
+    import looplm
+
+    assert looplm.kernels() == KERNEL_SETS[-1]  # the fastest available set is the default
+    assert KERNEL_SETS[0] == "ref"
+    with pytest.raises(ValueError, match="kernel set 'nope'"):
+        _core.kernel_quantize("nope", "q8_0", np.zeros(32, np.float32))
