@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "model.h"
+#include "sampler.h"
 
 namespace py = pybind11;
 using namespace looplm;
@@ -220,6 +221,46 @@ class PyModel {
     }
 
     py::dict metadata() const { return metadata_dict(model_.file(), 4096); }
+
+    const Tokenizer & tok() const {
+        if (!model_.vocab.tokenizer) throw std::invalid_argument(model_.file().path() + ": the file carries no tokenizer");
+        return *model_.vocab.tokenizer;
+    }
+
+    std::vector<int32_t> tokenize(const std::string & text, bool special) const {
+        const Tokenizer & t = tok();
+        py::gil_scoped_release release;
+        return t.encode(text, special);
+    }
+
+    py::bytes token_bytes(int32_t id) const {
+        if (id < 0 || id >= tok().n_vocab()) throw std::invalid_argument("token id " + std::to_string(id) + " is out of range");
+        return py::bytes(tok().token_bytes(id));
+    }
+
+    py::bytes detokenize(const std::vector<int32_t> & ids) const {
+        const Tokenizer & t = tok();
+        for (int32_t id : ids) {
+            if (id < 0 || id >= t.n_vocab()) throw std::invalid_argument("token id " + std::to_string(id) + " is out of range");
+        }
+        return py::bytes(t.decode(ids));
+    }
+
+    py::dict vocab() const {
+        const Vocab & v = model_.vocab;
+        py::dict d;
+        d["has_tokenizer"] = static_cast<bool>(v.tokenizer);
+        d["n_tokens"] = v.tokenizer ? v.tokenizer->n_vocab() : 0;
+        d["bos"] = v.bos;
+        d["eos"] = v.eos;
+        d["eot"] = v.eot;
+        d["add_bos"] = v.add_bos;
+        d["stop_ids"] = v.stop_ids;
+        d["chat_template"] = v.chat_template;
+        return d;
+    }
+
+    int32_t token_type(int32_t id) const { return tok().type(id); }
     int64_t n_past() const { return ctx_->n_past(); }
     size_t kv_bytes() const { return ctx_->kv().allocated_bytes(); }
 
@@ -312,7 +353,7 @@ py::object kernel_vec(const std::string & set, const std::string & op, py::array
 PYBIND11_MODULE(_core, m) {
     m.doc() = "looplm native runtime (private; use the looplm package)";
     m.attr("__version__") = LOOPLM_VERSION;
-    static py::exception<GGUFError> gguf_error(m, "GGUFError", PyExc_ValueError);
+    py::register_exception<GGUFError>(m, "GGUFError", PyExc_ValueError);
 
     m.def("kernels", [] { return std::string(active_kernels().name); },
           "Name of the kernel set this process uses.");
@@ -332,6 +373,29 @@ PYBIND11_MODULE(_core, m) {
     m.def("kernel_vec", &kernel_vec, py::arg("set"), py::arg("op"), py::arg("a"), py::arg("b"),
           py::arg("alpha") = 0.0f);
 
+    py::class_<Sampler>(m, "Sampler")
+        .def(py::init([](float temperature, int top_k, float top_p, float min_p, float repeat_penalty,
+                         float presence_penalty, float frequency_penalty, int penalty_last_n, uint64_t seed) {
+                 SamplerParams p;
+                 p.temperature = temperature;
+                 p.top_k = top_k;
+                 p.top_p = top_p;
+                 p.min_p = min_p;
+                 p.repeat_penalty = repeat_penalty;
+                 p.presence_penalty = presence_penalty;
+                 p.frequency_penalty = frequency_penalty;
+                 p.penalty_last_n = penalty_last_n;
+                 p.seed = seed;
+                 return new Sampler(p);
+             }),
+             py::arg("temperature"), py::arg("top_k"), py::arg("top_p"), py::arg("min_p"), py::arg("repeat_penalty"),
+             py::arg("presence_penalty"), py::arg("frequency_penalty"), py::arg("penalty_last_n"), py::arg("seed"))
+        .def("sample", [](Sampler & s, py::array_t<float, py::array::c_style | py::array::forcecast> logits,
+                          py::array_t<int32_t, py::array::c_style | py::array::forcecast> history) {
+            if (logits.ndim() != 1 || logits.size() == 0) throw std::invalid_argument("logits must be a non-empty 1-D array");
+            return s.sample(logits.data(), logits.size(), history.data(), history.size());
+        });
+
     py::class_<PyModel>(m, "Model")
         .def(py::init<const std::string &, int64_t, int, int, const std::string &, double, const std::string &, int,
                       const std::string &, const std::string &, int64_t>(),
@@ -343,6 +407,11 @@ PYBIND11_MODULE(_core, m) {
         .def("set_exit", &PyModel::set_exit)
         .def("get_exit", &PyModel::get_exit)
         .def("kv_slot", &PyModel::kv_slot)
+        .def("tokenize", &PyModel::tokenize, py::arg("text"), py::arg("special"))
+        .def("token_bytes", &PyModel::token_bytes)
+        .def("detokenize", &PyModel::detokenize)
+        .def("token_type", &PyModel::token_type)
+        .def_property_readonly("vocab", &PyModel::vocab)
         .def_property_readonly("exit_steps", &PyModel::exit_steps)
         .def_property_readonly("config", &PyModel::config)
         .def_property_readonly("metadata", &PyModel::metadata)

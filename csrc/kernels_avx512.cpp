@@ -78,7 +78,7 @@ static void quantize_q8_1(const float * x, void * vy, int64_t n) {
         float d;
         const int sum = quantize_block(x + b * QK, y[b].qs, &d);
         y[b].d = f2h(d);
-        y[b].s = f2h(static_cast<float>(sum) * d);
+        y[b].sum = static_cast<int16_t>(sum);
     }
 }
 
@@ -153,7 +153,7 @@ static void gemm_q4_1(int64_t n, const void * w, size_t ws, int64_t nr, const vo
                     const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xc[c][b].qs));
                     const __m256i p = dot_u8_s8(q, y);
                     acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dw * h2f(xc[c][b].d)), _mm256_cvtepi32_ps(p), acc[c]);
-                    accm[c] += mw * h2f(xc[c][b].s);
+                    accm[c] += mw * h2f(xc[c][b].d) * static_cast<float>(xc[c][b].sum);
                 }
             }
             for (int64_t c = 0; c < ncc; c++) out[(c0 + c) * ldo + r] = hsum_ps(acc[c]) + accm[c];

@@ -34,7 +34,7 @@ float dot_q4_0_q8_0(int64_t n, const void * vw, const void * vx) {
     return sum;
 }
 
-// sum_b (d_w d_x sum_j q_w q_x + m_w s_x)
+// sum_b d_x (d_w sum_j q_w q_x + m_w sum_j q_x)
 float dot_q4_1_q8_1(int64_t n, const void * vw, const void * vx) {
     const block_q4_1 * w = static_cast<const block_q4_1 *>(vw);
     const block_q8_1 * x = static_cast<const block_q8_1 *>(vx);
@@ -45,8 +45,8 @@ float dot_q4_1_q8_1(int64_t n, const void * vw, const void * vx) {
             sumi += (w[b].qs[j] & 0x0f) * x[b].qs[j];
             sumi += (w[b].qs[j] >> 4) * x[b].qs[j + QK / 2];
         }
-        sum += fp16_to_fp32(w[b].d) * fp16_to_fp32(x[b].d) * static_cast<float>(sumi) +
-               fp16_to_fp32(w[b].m) * fp16_to_fp32(x[b].s);
+        sum += fp16_to_fp32(x[b].d) * (fp16_to_fp32(w[b].d) * static_cast<float>(sumi) +
+                                       fp16_to_fp32(w[b].m) * static_cast<float>(x[b].sum));
     }
     return sum;
 }

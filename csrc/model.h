@@ -16,6 +16,7 @@
 #include "kv_cache.h"
 #include "ops.h"
 #include "threads.h"
+#include "tokenizer.h"
 
 namespace looplm {
 
@@ -38,6 +39,15 @@ struct LayerWeights {
     Tensor ffn_gate, ffn_up, ffn_down;  // [n_embd -> n_ff], down: [n_ff -> n_embd]
 };
 
+// The tokenizer and the special tokens of a GGUF (tokenizer.ggml.*).
+struct Vocab {
+    std::unique_ptr<Tokenizer> tokenizer;  // null when the file carries no vocabulary
+    int32_t bos = -1, eos = -1, eot = -1;
+    bool add_bos = false;
+    std::vector<int32_t> stop_ids;  // eos, eot, <|im_end|> and <|endoftext|>: generation stops
+    std::string chat_template;      // tokenizer.chat_template, may be empty
+};
+
 class Model {
   public:
     // Maps and validates the file; throws GGUFError naming the file and key/tensor at fault.
@@ -50,6 +60,7 @@ class Model {
     Tensor output;                   // [n_embd, n_vocab]; token_embd when tied
     std::vector<float> output_norm;  // [n_embd]
     std::vector<LayerWeights> layers;
+    Vocab vocab;
 
   private:
     std::unique_ptr<GGUFFile> file_;

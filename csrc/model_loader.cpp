@@ -1,5 +1,6 @@
 // model_loader.cpp - Model: hyper-parameters from the GGUF keys and weight views, every
 // shape and type checked against them (llama.cpp's key and tensor names).
+#include <algorithm>
 #include <set>
 
 #include "model.h"
@@ -89,6 +90,49 @@ class Loader {
     std::string arch_;
     std::set<std::string> used_;
 };
+
+// tokenizer.ggml.* -> Vocab; unsupported tokenizers are refused here, at load.
+Vocab load_vocab(const GGUFFile & f, int64_t n_vocab) {
+    Vocab v;
+    if (!f.has("tokenizer.ggml.model")) return v;
+    const std::string model = f.get_string("tokenizer.ggml.model");
+    const std::string pre = f.get_string("tokenizer.ggml.pre", "default");
+    std::vector<std::string> tokens = f.get_string_array("tokenizer.ggml.tokens");
+    if (static_cast<int64_t>(tokens.size()) > n_vocab) {
+        f.fail("tokenizer.ggml.tokens holds " + std::to_string(tokens.size()) + " tokens, more than the " +
+               std::to_string(n_vocab) + " rows of token_embd.weight");
+    }
+    std::vector<int32_t> types(tokens.size(), TOKEN_NORMAL);
+    if (f.has("tokenizer.ggml.token_type")) {
+        const std::vector<int64_t> t = f.get_int_array("tokenizer.ggml.token_type");
+        if (t.size() != tokens.size()) f.fail("tokenizer.ggml.token_type and tokenizer.ggml.tokens differ in length");
+        for (size_t i = 0; i < t.size(); i++) types[i] = static_cast<int32_t>(t[i]);
+    }
+    std::vector<std::string> merges;
+    if (f.has("tokenizer.ggml.merges")) merges = f.get_string_array("tokenizer.ggml.merges");
+    try {
+        v.tokenizer.reset(new Tokenizer(model, pre, std::move(tokens), std::move(types), merges));
+    } catch (const std::invalid_argument & e) {
+        f.fail(e.what());
+    }
+    const int32_t n = v.tokenizer->n_vocab();
+    auto special = [&](const char * key) -> int32_t {
+        if (!f.has(key)) return -1;
+        const uint64_t id = f.get_uint(key);
+        if (id >= static_cast<uint64_t>(n)) f.fail(std::string("key '") + key + "' = " + std::to_string(id) + " is not a token id");
+        return static_cast<int32_t>(id);
+    };
+    v.bos = special("tokenizer.ggml.bos_token_id");
+    v.eos = special("tokenizer.ggml.eos_token_id");
+    v.eot = special("tokenizer.ggml.eot_token_id");
+    v.add_bos = f.get_bool("tokenizer.ggml.add_bos_token", false);
+    // Ouro's configs disagree on eos across revisions: always stop at both ChatML ends.
+    for (int32_t id : {v.eos, v.eot, v.tokenizer->find("<|im_end|>"), v.tokenizer->find("<|endoftext|>")}) {
+        if (id >= 0 && std::find(v.stop_ids.begin(), v.stop_ids.end(), id) == v.stop_ids.end()) v.stop_ids.push_back(id);
+    }
+    v.chat_template = f.get_string("tokenizer.chat_template", "");
+    return v;
+}
 
 }  // namespace
 
@@ -183,6 +227,7 @@ Model::Model(const std::string & path) : file_(new GGUFFile(path)) {
         }
     }
     ld.refuse_unused();
+    vocab = load_vocab(f, c.n_vocab);
 }
 
 }  // namespace looplm

@@ -134,7 +134,7 @@ void quantize_row_q8_1_ref(const float * x, block_q8_1 * y, int64_t n) {
             y[b].qs[j] = static_cast<int8_t>(std::roundf(x[j] * id));
             sum += y[b].qs[j];
         }
-        y[b].s = fp32_to_fp16(static_cast<float>(sum) * d);
+        y[b].sum = static_cast<int16_t>(sum);
     }
 }
 

@@ -59,10 +59,12 @@ struct block_q8_0 {
 };
 static_assert(sizeof(block_q8_0) == 34, "block_q8_0 is 34 bytes on disk");
 
-// Q8_1: Q8_0 plus s = d * sum(q); the activation type paired with Q4_1.
+// Q8_1 as looplm holds it in memory (never in files): Q8_0 plus the exact integer sum of
+// the quants, so that the m * sum(x) term of a Q4_1 dot product is exact. ggml's Q8_1
+// stores fp16(d * sum) instead, which rounds.
 struct block_q8_1 {
-    uint16_t d;  // fp16 scale
-    uint16_t s;  // fp16 d * sum(qs)
+    uint16_t d;   // fp16 scale
+    int16_t sum;  // sum(qs), |sum| <= 32 * 127
     int8_t qs[QK];
 };
 static_assert(sizeof(block_q8_1) == 36, "block_q8_1 is 36 bytes");
