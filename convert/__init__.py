@@ -19,10 +19,17 @@ __all__ = ["ConvertError", "ConvertResult", "add_arguments", "convert_checkpoint
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", help="HF Ouro folder, or hub repo id (needs huggingface_hub)")
-    p.add_argument("-o", "--outfile", "--output", dest="outfile", default=None,
-                   help="output .gguf (default: <name>-<TYPE>.gguf)")  # fmt: skip
-    p.add_argument("--type", "--outtype", dest="type", default="f16", choices=list(OUT_TYPES),
-                   help="type of the 2-D weights (norms stay f32; default f16)")  # fmt: skip
+    p.add_argument(
+        "-o", "--outfile", "--output", dest="outfile", default=None, help="output .gguf (default: <name>-<TYPE>.gguf)"
+    )
+    p.add_argument(
+        "--type",
+        "--outtype",
+        dest="type",
+        default="f16",
+        choices=list(OUT_TYPES),
+        help="type of the 2-D weights (norms stay f32; default f16)",
+    )
     p.add_argument("--no-progress", action="store_true", help="never show the progress line")
 
 

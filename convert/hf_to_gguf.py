@@ -63,7 +63,7 @@ def resolve_source(src: str) -> Path:
     if not _REPO_ID.match(src):
         raise ConvertError(f"{src}: no such folder")
     try:
-        from huggingface_hub import snapshot_download  # noqa: PLC0415 - optional extra
+        from huggingface_hub import snapshot_download
     except ImportError as e:
         raise ConvertError(
             f"{src}: no such folder, and huggingface_hub is not installed to fetch it as a hub "
@@ -91,7 +91,9 @@ def _plan(cfg: oa.OuroConfig, ckpt: Checkpoint, requested) -> list[_Planned]:
         raise ConvertError(f"unexpected tensor(s) for Ouro: {', '.join(unknown[:5])}{more}")
     missing = [n for n in expected if n not in names]
     if missing:
-        raise ConvertError(f"missing tensor '{missing[0]}'" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
+        raise ConvertError(
+            f"missing tensor '{missing[0]}'" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
     plan = []
     for hf, shape in expected.items():
         info = ckpt.info(hf)
@@ -185,6 +187,7 @@ def convert_checkpoint(
         raise ConvertError(f"{out_path}: cannot write: {e.strerror or e}") from e
     show = sys.stderr.isatty() if progress is None else progress
     total = sum(nbytes(ckpt.info(p.hf).shape, p.qtype) for p in plan)
+    w = None
     try:
         w = gguf.GGUFWriter(str(tmp), oa.ARCH)
         _write_metadata(w, cfg, ckpt, folder, file_type)
@@ -219,8 +222,23 @@ def convert_checkpoint(
             sys.stderr.write("\n")
         os.replace(tmp, out_path)
     except BaseException:
+        if w is not None:
+            w.close()
         tmp.unlink(missing_ok=True)
         raise
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return ConvertResult(out_path, len(plan), out_path.stat().st_size, out_type, time.perf_counter() - t0, peak)
+    return ConvertResult(
+        out_path, len(plan), out_path.stat().st_size, out_type, time.perf_counter() - t0, peak_rss_mb()
+    )
 
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM, where Linux has it: ru_maxrss also counts
+    the parent's peak at fork, so a child would report its parent's high-water mark."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -111,9 +111,15 @@ class OuroConfig:
             name_or_path=str(cfg.get("_name_or_path") or ""),
         )
         for key in (
-            "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-            "num_attention_heads", "num_key_value_heads", "head_dim", "total_ut_steps",
-        ):  # fmt: skip
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "head_dim",
+            "total_ut_steps",
+        ):
             if getattr(c, key) <= 0:
                 raise ConfigError(f"{where}: key '{key}' must be positive")
         if c.num_attention_heads % c.num_key_value_heads:

@@ -88,22 +88,15 @@ class SafetensorsFile:
             raise SafetensorsError(f"{where}: unsupported dtype {dtype!r}")
         if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
             raise SafetensorsError(f"{where}: invalid shape {shape!r}")
-        if (
-            not isinstance(offsets, list)
-            or len(offsets) != 2
-            or not all(isinstance(o, int) for o in offsets)
-        ):
+        if not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(o, int) for o in offsets):
             raise SafetensorsError(f"{where}: invalid data_offsets {offsets!r}")
         begin, end = offsets
         if not 0 <= begin <= end <= data_size:
-            raise SafetensorsError(
-                f"{where}: data [{begin}, {end}) lies outside the data section ({data_size} bytes)"
-            )
+            raise SafetensorsError(f"{where}: data [{begin}, {end}) lies outside the data section ({data_size} bytes)")
         expected = math.prod(shape) * DTYPES[dtype].itemsize
         if end - begin != expected:
             raise SafetensorsError(
-                f"{where}: {end - begin} bytes of data, but dtype {dtype} and shape {shape} "
-                f"need {expected}"
+                f"{where}: {end - begin} bytes of data, but dtype {dtype} and shape {shape} need {expected}"
             )
         return TensorInfo(self.path, name, dtype, tuple(shape), begin, end)
 
@@ -113,9 +106,7 @@ class SafetensorsFile:
         dt = DTYPES[info.dtype]
         if math.prod(info.shape) == 0:
             return np.zeros(info.shape, dt)
-        return np.memmap(
-            self.path, dtype=dt, mode="r", offset=self.data_start + info.begin, shape=info.shape
-        )
+        return np.memmap(self.path, dtype=dt, mode="r", offset=self.data_start + info.begin, shape=info.shape)
 
 
 def to_float32(a: np.ndarray, dtype: str) -> np.ndarray:
@@ -158,8 +149,7 @@ class Checkpoint:
             shards = sorted(folder.glob("model-*.safetensors"))
             if not shards:
                 raise SafetensorsError(
-                    f"{folder}: no model.safetensors, model-*.safetensors or "
-                    "model.safetensors.index.json"
+                    f"{folder}: no model.safetensors, model-*.safetensors or model.safetensors.index.json"
                 )
             for path in shards:
                 st = SafetensorsFile(path)

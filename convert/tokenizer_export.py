@@ -90,9 +90,7 @@ def load_vocab(folder: Path, vocab_size: int) -> Vocab:
         raise TokenizerError(f"{path}: token ids must be non-negative integers")
     n = max(vocab_size, max(ids) + 1)
     if n > vocab_size:
-        raise TokenizerError(
-            f"{path}: token id {max(ids)} does not fit config.json vocab_size {vocab_size}"
-        )
+        raise TokenizerError(f"{path}: token id {max(ids)} does not fit config.json vocab_size {vocab_size}")
     tokens, types = [], []
     for i in range(n):
         if i in added:

@@ -155,6 +155,12 @@ class PyModel {
         ctx_->reset();
     }
 
+    void truncate(int64_t n) {
+        std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
+        if (!lock.owns_lock()) throw std::runtime_error("this Model is in use by another thread");
+        ctx_->truncate(n);
+    }
+
     void set_exit(double threshold, const std::string & mode, int exit_at_step, const std::string & fill) {
         ExitPolicy p;
         p.threshold = threshold;
@@ -170,6 +176,20 @@ class PyModel {
                               p.fill == KVFill::ExitLoop ? "exit" : "first");
     }
 
+    std::vector<int32_t> tokens() const { return ctx_->tokens(); }
+
+    void set_loops(int n) {
+        std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
+        if (!lock.owns_lock()) throw std::runtime_error("this Model is in use by another thread");
+        ctx_->set_loops(n);
+    }
+
+    int last_exit_step() const {
+        const std::vector<int8_t> & s = ctx_->exit_steps();
+        if (s.empty()) throw std::invalid_argument("the context is empty");
+        return s.back();
+    }
+
     py::array_t<int8_t> exit_steps() const {
         const std::vector<int8_t> & s = ctx_->exit_steps();
         py::array_t<int8_t> a(static_cast<py::ssize_t>(s.size()));
@@ -180,7 +200,7 @@ class PyModel {
     // Keys and values of one (loop, layer) slot as f32 [n_past, kv_dim]; for tests and debugging.
     py::tuple kv_slot(int loop, int layer) const {
         const KVCache & kv = ctx_->kv();
-        if (loop < 0 || loop >= ctx_->n_loops() || layer < 0 || layer >= model_.config().n_layer) {
+        if (loop < 0 || loop >= ctx_->max_loops() || layer < 0 || layer >= model_.config().n_layer) {
             throw std::invalid_argument("no KV slot for loop " + std::to_string(loop) + ", layer " + std::to_string(layer));
         }
         const int slot = loop * model_.config().n_layer + layer;
@@ -209,6 +229,7 @@ class PyModel {
         d["rope_theta"] = c.rope_theta;
         d["n_loops_trained"] = c.n_loops;
         d["n_loops"] = ctx_->n_loops();
+        d["max_loops"] = ctx_->max_loops();
         d["has_exit_gate"] = c.has_gate;
         d["exit_threshold_default"] = c.exit_threshold;
         d["n_ctx"] = ctx_->kv().n_ctx();
@@ -404,6 +425,9 @@ PYBIND11_MODULE(_core, m) {
              py::arg("kernels"), py::arg("n_batch"))
         .def("eval", &PyModel::eval, py::arg("tokens"), py::arg("all_logits") = false)
         .def("reset", &PyModel::reset)
+        .def("truncate", &PyModel::truncate)
+        .def("set_loops", &PyModel::set_loops)
+        .def_property_readonly("tokens", &PyModel::tokens)
         .def("set_exit", &PyModel::set_exit)
         .def("get_exit", &PyModel::get_exit)
         .def("kv_slot", &PyModel::kv_slot)
@@ -413,6 +437,7 @@ PYBIND11_MODULE(_core, m) {
         .def("token_type", &PyModel::token_type)
         .def_property_readonly("vocab", &PyModel::vocab)
         .def_property_readonly("exit_steps", &PyModel::exit_steps)
+        .def_property_readonly("last_exit_step", [](const PyModel & m) { return m.last_exit_step(); })
         .def_property_readonly("config", &PyModel::config)
         .def_property_readonly("metadata", &PyModel::metadata)
         .def_property_readonly("n_past", &PyModel::n_past)

@@ -33,19 +33,39 @@ Context::Context(const Model & model, const ContextParams & p)
       k_(p.kernels ? *p.kernels : active_kernels()),
       pool_(p.n_threads > 0 ? p.n_threads : physical_cores()),
       ops_(k_, pool_),
-      n_loops_(p.n_loops > 0 ? p.n_loops : cfg_.n_loops),
+      max_loops_(p.n_loops > 0 ? p.n_loops : cfg_.n_loops),
+      n_loops_(max_loops_),
       n_batch_(p.n_batch),
       policy_(p.exit),
-      kv_(n_loops_ * cfg_.n_layer, static_cast<int64_t>(cfg_.n_head_kv) * cfg_.head_dim, p.n_ctx, p.kv_type) {
+      kv_(max_loops_ * cfg_.n_layer, static_cast<int64_t>(cfg_.n_head_kv) * cfg_.head_dim, p.n_ctx, p.kv_type) {
     if (p.n_ctx < 1) throw std::invalid_argument("n_ctx must be >= 1");
-    if (n_loops_ > 64) throw std::invalid_argument("loops must be in 1..64");
+    if (max_loops_ > 64) throw std::invalid_argument("loops must be in 1..64");
     if (n_batch_ < 1) throw std::invalid_argument("n_batch must be >= 1");
 }
 
 void Context::reset() {
     n_past_ = 0;
     exit_steps_.clear();
+    tokens_.clear();
     kv_.clear();
+}
+
+void Context::set_loops(int n) {
+    if (n < 1 || n > max_loops_) {
+        throw std::invalid_argument("loops=" + std::to_string(n) + " is outside 1.." + std::to_string(max_loops_) +
+                                    " (the KV cache has slots for " + std::to_string(max_loops_) +
+                                    " loops; load the model with more loops)");
+    }
+    n_loops_ = n;
+}
+
+void Context::truncate(int64_t n) {
+    if (n < 0 || n > n_past_) {
+        throw std::invalid_argument("truncate(" + std::to_string(n) + "): the context holds " + std::to_string(n_past_) + " tokens");
+    }
+    n_past_ = n;
+    exit_steps_.resize(static_cast<size_t>(n));
+    tokens_.resize(static_cast<size_t>(n));
 }
 
 void Context::eval(const int32_t * tokens, int64_t n, bool all_logits, float * logits) {
@@ -89,6 +109,7 @@ void Context::forward(const int32_t * tokens, int64_t n, bool all_logits, float 
     float * out_h = grow(out_h_, std::max<int64_t>(n_out, 1) * E);  // exit-step h of logit rows
     std::vector<ExitState> exits(static_cast<size_t>(n));
     exit_steps_.resize(static_cast<size_t>(n_past_ + n));
+    tokens_.insert(tokens_.end(), tokens, tokens + n);
 
     int64_t na = n;  // active rows: h, pos and idx are compacted to them
     for (int s = 0; s < n_loops_ && na > 0; s++) {
@@ -120,6 +141,9 @@ void Context::forward(const int32_t * tokens, int64_t n, bool all_logits, float 
         }
         na = keep;
     }
+    // Rows that ran every active loop: when fewer loops run than the cache has slots for,
+    // the remaining slots follow the fill policy too.
+    for (int64_t r = 0; r < na; r++) fill_skipped(n_loops_ - 1, pos[r]);
     n_past_ += n;
 
     if (n_out > 0) {  // logits = lm_head(h at each token's exit step)
@@ -181,10 +205,10 @@ void Context::project(const float * x, int64_t n, const Tensor * const * ws, flo
     }
 }
 
-void Context::fill_skipped(int exit_loop, int64_t pos) {
+void Context::fill_skipped(int last_loop, int64_t pos) {
     const int nl = cfg_.n_layer;
-    const int src_loop = policy_.fill == KVFill::ExitLoop ? exit_loop : 0;
-    for (int s = exit_loop + 1; s < n_loops_; s++) {
+    const int src_loop = policy_.fill == KVFill::ExitLoop ? last_loop : 0;
+    for (int s = last_loop + 1; s < max_loops_; s++) {
         for (int l = 0; l < nl; l++) kv_.copy_position(src_loop * nl + l, s * nl + l, pos);
     }
 }

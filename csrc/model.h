@@ -1,8 +1,9 @@
 // model.h - a looped transformer: its configuration and weights (Model, immutable, views
 // into the mmapped GGUF) and one conversation's state (Context: KV cache, threads, buffers).
 //
-// One engine runs both `ouro` files (N loops over shared layers, sandwich norms, exit gate)
-// and `llama` files (the one-loop case without post-norms or gate).
+// One engine runs `ouro` files (N loops over shared layers, sandwich norms, exit gate),
+// `llama` files (the one-loop case without post-norms or gate) and `nanbeige` files
+// (llama.cpp's generic looped llama block: loops, no post-norms, no gate).
 #pragma once
 
 #include <cstdint>
@@ -21,7 +22,7 @@
 namespace looplm {
 
 struct Config {
-    std::string arch;  // "ouro" or "llama"
+    std::string arch;  // "ouro", "llama" or "nanbeige"
     int64_t n_vocab = 0, n_embd = 0, n_ff = 0, n_ctx_train = 0;
     int n_layer = 0, n_head = 0, n_head_kv = 0, head_dim = 0;
     float rms_eps = 1e-6f, rope_theta = 10000.0f;
@@ -85,33 +86,43 @@ class Context {
     // else [n_vocab] for the last token. Each token's logits come from its exit loop.
     void eval(const int32_t * tokens, int64_t n, bool all_logits, float * logits);
     void reset();
+    // Forgets the positions from n on (0 <= n <= n_past): the next eval continues at n. Their
+    // KV rows are simply overwritten later, so a shared prompt prefix is kept and reused.
+    void truncate(int64_t n);
 
     int64_t n_past() const { return n_past_; }
-    int n_loops() const { return n_loops_; }
+    int n_loops() const { return n_loops_; }          // loops each token runs now
+    int max_loops() const { return max_loops_; }      // loops the KV cache has slots for
+    // Changes the loop count for the following evals (1..max_loops()). Fewer loops leave the
+    // later slots to the fill policy, so a later eval with more loops still finds their KV.
+    void set_loops(int n);
     int n_threads() const { return pool_.size(); }
     const Kernels & kernels() const { return k_; }
     const KVCache & kv() const { return kv_; }
     ExitPolicy & exit_policy() { return policy_; }
     // The 0-based exit loop of every token in the context.
     const std::vector<int8_t> & exit_steps() const { return exit_steps_; }
+    // The token ids in the context, in order (n_past() of them).
+    const std::vector<int32_t> & tokens() const { return tokens_; }
 
   private:
     void forward(const int32_t * tokens, int64_t n, bool all_logits, float * logits);
     void block(const LayerWeights & w, int slot, int64_t n);
     void project(const float * x, int64_t n, const Tensor * const * ws, float * const * outs, int count);
-    void fill_skipped(int exit_loop, int64_t pos);
+    void fill_skipped(int last_loop, int64_t pos);
 
     const Model & model_;
     const Config & cfg_;
     const Kernels & k_;
     ThreadPool pool_;
     Ops ops_;
-    int n_loops_;
+    int max_loops_, n_loops_;
     int64_t n_batch_;
     ExitPolicy policy_;
     KVCache kv_;
     int64_t n_past_ = 0;
     std::vector<int8_t> exit_steps_;
+    std::vector<int32_t> tokens_;
 
     // Buffers for one micro-batch of n active tokens (grown, never shrunk).
     std::vector<float> h_, xb_, q_, k_buf_, v_, att_, o_, g_, u_, out_h_, rope_;

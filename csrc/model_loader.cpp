@@ -94,8 +94,8 @@ class Loader {
 // tokenizer.ggml.* -> Vocab; unsupported tokenizers are refused here, at load.
 Vocab load_vocab(const GGUFFile & f, int64_t n_vocab) {
     Vocab v;
-    if (!f.has("tokenizer.ggml.model")) return v;
-    const std::string model = f.get_string("tokenizer.ggml.model");
+    const std::string model = f.get_string("tokenizer.ggml.model", "no_vocab");
+    if (model == "no_vocab") return v;  // llama.cpp's marker for a file without a vocabulary
     const std::string pre = f.get_string("tokenizer.ggml.pre", "default");
     std::vector<std::string> tokens = f.get_string_array("tokenizer.ggml.tokens");
     if (static_cast<int64_t>(tokens.size()) > n_vocab) {
@@ -140,8 +140,8 @@ Model::Model(const std::string & path) : file_(new GGUFFile(path)) {
     const GGUFFile & f = *file_;
     Config & c = config_;
     c.arch = f.get_string("general.architecture");
-    if (c.arch != "ouro" && c.arch != "llama") {
-        f.fail("architecture '" + c.arch + "' is not supported (looplm runs 'ouro' and 'llama')");
+    if (c.arch != "ouro" && c.arch != "llama" && c.arch != "nanbeige") {
+        f.fail("architecture '" + c.arch + "' is not supported (looplm runs 'ouro', 'llama' and 'nanbeige')");
     }
     Loader ld(f, c.arch);
     c.n_embd = ld.count("embedding_length", 1 << 16);

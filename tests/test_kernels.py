@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from conftest import KERNEL_SETS
 from gguf import GGMLQuantizationType as QT
-
 from looplm import _core
 
 RNG = np.random.default_rng(7)

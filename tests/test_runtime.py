@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import gguf
+import looplm
 import numpy as np
 import pytest
 from conftest import KERNEL_SETS
 from gguf_edit import rewrite
-
-import looplm
 from looplm import reference as R
 
 TOKENS = [5, 99, 180, 3, 250, 17, 300, 44, 120, 121, 7, 8, 9, 200, 201, 202]
@@ -74,8 +72,9 @@ def test_quantized_end_to_end(tiny_gguf, ref_tokens, wtype, min_cos):
 
 
 def test_kernel_sets_agree_without_activation_quantization(tiny_gguf):
-    outs = {k: looplm.Model(tiny_gguf["f32"], kv_type="f32", kernels=k).eval(TOKENS, all_logits=True)
-            for k in KERNEL_SETS}  # fmt: skip
+    outs = {
+        k: looplm.Model(tiny_gguf["f32"], kv_type="f32", kernels=k).eval(TOKENS, all_logits=True) for k in KERNEL_SETS
+    }
     for k, got in outs.items():
         assert rel_err(got, outs["ref"]) < 1e-5, k
 
@@ -130,8 +129,11 @@ def test_threads_do_not_change_results(tiny_gguf):
 
 
 def test_gguf_without_gate_runs_fixed_depth(tiny_gguf, tmp_path):
-    path = rewrite(tiny_gguf["f32"], tmp_path / "nogate.gguf",
-                   drop_keys=("ouro.exit_gate.weight", "ouro.exit_gate.bias", "ouro.exit_gate.threshold"))  # fmt: skip
+    path = rewrite(
+        tiny_gguf["f32"],
+        tmp_path / "nogate.gguf",
+        drop_keys=("ouro.exit_gate.weight", "ouro.exit_gate.bias", "ouro.exit_gate.threshold"),
+    )
     m = looplm.Model(path, kv_type="f32", exit_threshold=0.1)  # a threshold cannot act without a gate
     assert m.config["has_exit_gate"] is False
     cfg, w = R.load_gguf(path)
@@ -171,12 +173,18 @@ def test_context_and_token_errors(tiny_gguf):
 def test_bad_arguments(tiny_gguf):
     p = tiny_gguf["q8_0"]
     for kwargs, msg in [
-        ({"n_ctx": 0}, "n_ctx"), ({"n_threads": 0}, "n_threads"), ({"n_threads": -2}, "n_threads"),
-        ({"loops": 0}, "loops"), ({"loops": 65}, "loops"), ({"kv_type": "q8"}, "kv_type"),
-        ({"exit_mode": "fast"}, "exit_mode"), ({"exit_at_step": 4}, "exit_at_step"),
-        ({"kv_fill": "none"}, "kv_fill"), ({"exit_threshold": float("nan")}, "exit_threshold"),
+        ({"n_ctx": 0}, "n_ctx"),
+        ({"n_threads": 0}, "n_threads"),
+        ({"n_threads": -2}, "n_threads"),
+        ({"loops": 0}, "loops"),
+        ({"loops": 65}, "loops"),
+        ({"kv_type": "q8"}, "kv_type"),
+        ({"exit_mode": "fast"}, "exit_mode"),
+        ({"exit_at_step": 4}, "exit_at_step"),
+        ({"kv_fill": "none"}, "kv_fill"),
+        ({"exit_threshold": float("nan")}, "exit_threshold"),
         ({"kernels": "avx9000"}, "avx9000"),
-    ]:  # fmt: skip
+    ]:
         with pytest.raises(ValueError, match=msg):
             looplm.Model(p, **kwargs)
 
@@ -186,7 +194,7 @@ def test_bad_file(tmp_path):
         looplm.Model(tmp_path / "missing.gguf")
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF" + b"\x00" * 100)
-    with pytest.raises(looplm.GGUFError, match="bad.gguf"):
+    with pytest.raises(looplm.GGUFError, match=r"bad\.gguf"):
         looplm.Model(bad)
 
 

@@ -12,11 +12,26 @@ from __future__ import annotations
 from ._core import GGUFError, cpu_features, kernels_available
 from ._core import __version__ as _native_version
 from ._core import kernels as _kernels
+from .generate import GenerationResponse, generate, load, stream_generate
 from .model import Model
+from .sampling import PRESETS, SamplingParams
 
 __version__ = "0.1.0"
 
-__all__ = ["GGUFError", "Model", "__version__", "cpu_features", "kernels", "kernels_available"]
+__all__ = [
+    "PRESETS",
+    "GGUFError",
+    "GenerationResponse",
+    "Model",
+    "SamplingParams",
+    "__version__",
+    "cpu_features",
+    "generate",
+    "kernels",
+    "kernels_available",
+    "load",
+    "stream_generate",
+]
 
 
 def kernels() -> str:

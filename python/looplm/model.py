@@ -7,8 +7,11 @@ a token early (``exit_mode="skip"``) or only choose which loop feeds the logits
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -73,6 +76,8 @@ class Model:
         if not os.path.isfile(path):
             raise _core.GGUFError(f"{path}: no such file")
         self.path = path
+        self._n_batch = n_batch
+        self.reused_prefix = 0
         self._m = _core.Model(
             path, n_ctx, n_threads or 0, loops or 0, kv_type, 1.0, "exact", -1, "exit", kernels or "", n_batch
         )
@@ -85,12 +90,14 @@ class Model:
             )
         # The exit arguments as given at load: what a None per-call override falls back to.
         self._load_exit = {
-            "exit_threshold": exit_threshold, "exit_mode": exit_mode,
-            "exit_at_step": exit_at_step, "kv_fill": kv_fill,
-        }  # fmt: skip
+            "exit_threshold": exit_threshold,
+            "exit_mode": exit_mode,
+            "exit_at_step": exit_at_step,
+            "kv_fill": kv_fill,
+        }
         self.set_exit()
         if verbose:
-            import sys  # noqa: PLC0415
+            import sys
 
             print(self.describe(), file=sys.stderr)
 
@@ -101,7 +108,7 @@ class Model:
     ) -> tuple[float, str, int, str]:
         cfg = self._m.config
         thr = cfg["exit_threshold_default"] if threshold is None else float(threshold)
-        if not 0.0 <= thr or thr != thr:
+        if math.isnan(thr) or thr < 0.0:
             raise ValueError(f"exit_threshold must be a number >= 0, got {threshold!r}")
         if mode is None:
             mode = "skip" if (thr < 1.0 or at_step is not None) else "exact"
@@ -123,8 +130,12 @@ class Model:
         kv_fill: str | None = None,
     ) -> None:
         """Sets the exit policy for the following evaluations; None keeps the load-time value."""
-        given = {"exit_threshold": exit_threshold, "exit_mode": exit_mode,
-                 "exit_at_step": exit_at_step, "kv_fill": kv_fill}  # fmt: skip
+        given = {
+            "exit_threshold": exit_threshold,
+            "exit_mode": exit_mode,
+            "exit_at_step": exit_at_step,
+            "kv_fill": kv_fill,
+        }
         a = {k: self._load_exit[k] if v is None else v for k, v in given.items()}
         self._m.set_exit(*self._resolve_exit(a["exit_threshold"], a["exit_mode"], a["exit_at_step"], a["kv_fill"]))
 
@@ -160,6 +171,92 @@ class Model:
     def reset(self) -> None:
         """Empties the context (KV cache and exit statistics)."""
         self._m.reset()
+
+    def prefill(self, tokens: list[int]) -> np.ndarray:
+        """Makes the context hold exactly ``tokens`` and returns the last token's logits.
+
+        The longest common prefix with what the context already holds is kept (its KV is
+        reused); the rest is evaluated in chunks of ``n_batch``, so Ctrl-C lands between
+        chunks and leaves a consistent context. ``reused_prefix`` tells how many were kept.
+        """
+        if not tokens:
+            raise ValueError("cannot prefill an empty prompt")
+        have = self._m.tokens
+        p = 0
+        for a, b in zip(have, tokens):
+            if a != b:
+                break
+            p += 1
+        p = min(p, len(tokens) - 1)  # re-evaluate at least the last token for its logits
+        self._m.truncate(p)
+        self.reused_prefix = p
+        logits = None
+        for i in range(p, len(tokens), self._n_batch):
+            logits = self.eval(tokens[i : i + self._n_batch])
+        return logits
+
+    @contextlib.contextmanager
+    def options(
+        self,
+        *,
+        loops: int | None = None,
+        exit_threshold: float | None = None,
+        exit_mode: str | None = None,
+        exit_at_step: int | None = None,
+    ) -> Iterator[None]:
+        """Per-call Ouro options: applied inside the block, the load-time ones restored after."""
+        if loops is not None:
+            self._m.set_loops(loops)
+        if (exit_threshold, exit_mode, exit_at_step) != (None, None, None):
+            self.set_exit(exit_threshold=exit_threshold, exit_mode=exit_mode, exit_at_step=exit_at_step)
+        try:
+            yield
+        finally:
+            self._m.set_loops(self._m.config["max_loops"])
+            self.set_exit()
+
+    # ---------------------------------------------------------------- tokens
+
+    def tokenize(self, text: str | bytes, *, special: bool = False) -> list[int]:
+        """Text -> token ids with the GGUF's tokenizer (no BOS is added).
+
+        Args:
+            special: match special-token texts such as ``<|im_start|>`` as their ids (HF
+                tokenizers' default); False tokenizes them as plain text (llama.cpp's default).
+        """
+        raw = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        return self._m.tokenize(raw, special)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        """Token ids -> text (special tokens rendered as their text)."""
+        return self._m.detokenize([int(t) for t in tokens]).decode("utf-8", errors="replace")
+
+    def token_bytes(self, token: int) -> bytes:
+        """The raw bytes of one token (a piece of a UTF-8 sequence for byte tokens)."""
+        return self._m.token_bytes(int(token))
+
+    def token_type(self, token: int) -> int:
+        """GGUF token type: 1 normal, 3 control, 4 user-defined, 5 unused, ..."""
+        return self._m.token_type(int(token))
+
+    @property
+    def stop_ids(self) -> list[int]:
+        """Tokens that end generation: eos, eot, <|im_end|> and <|endoftext|>."""
+        return list(self._m.vocab["stop_ids"])
+
+    @property
+    def chat_template(self) -> str | None:
+        return self._m.vocab["chat_template"] or None
+
+    @property
+    def tokens(self) -> list[int]:
+        """The token ids in the context."""
+        return list(self._m.tokens)
+
+    @property
+    def last_exit_step(self) -> int:
+        """The exit loop of the last token evaluated."""
+        return self._m.last_exit_step
 
     @property
     def n_past(self) -> int:
@@ -197,6 +294,45 @@ class Model:
     def kv_slot(self, loop: int, layer: int) -> tuple[np.ndarray, np.ndarray]:
         """Keys and values of one (loop, layer) KV slot, float32 ``[n_past, kv_dim]``."""
         return self._m.kv_slot(loop, layer)
+
+    # ---------------------------------------------------------------- llama-cpp-python API
+
+    def create_completion(self, prompt: str | list[int], **opts: Any) -> Any:
+        """Completes a prompt (llama-cpp-python's ``create_completion``).
+
+        Args:
+            prompt: text (special tokens parsed) or token ids.
+            **opts: max_tokens (256; None or -1: unlimited), temperature (0.8), top_p (0.95),
+                top_k (40), min_p (0.05), repeat_penalty (1.0), presence_penalty (0.0),
+                frequency_penalty (0.0), stop (str or list), stream (False), seed (None:
+                random), and the Ouro options loops, exit_threshold, exit_mode, exit_at_step.
+
+        Returns:
+            ``{"id", "object": "text_completion", "created", "model", "choices": [{"text",
+            "index", "logprobs", "finish_reason"}], "usage": {...}, "looplm": {"exit_steps",
+            "mean_loops", ...}}``, or an iterator of such chunks when ``stream=True``.
+        """
+        from .completion import create_completion
+
+        return create_completion(self, prompt, **opts)
+
+    def create_chat_completion(self, messages: list[dict[str, Any]], **opts: Any) -> Any:
+        """Answers a conversation (llama-cpp-python's ``create_chat_completion``).
+
+        Args:
+            messages: ``[{"role": "system" | "user" | "assistant", "content": str}, ...]``,
+                rendered with the GGUF's chat template (ChatML when it has none).
+            **opts: as :meth:`create_completion`, plus ``enable_thinking`` (open the reply
+                with ``<think>\n``, for the Thinking variants).
+
+        Returns:
+            ``{"object": "chat.completion", "choices": [{"message": {"role", "content"},
+            "finish_reason", ...}], "usage", ...}``, or ``chat.completion.chunk`` dicts
+            with ``delta``s when ``stream=True``.
+        """
+        from .completion import create_chat_completion
+
+        return create_chat_completion(self, messages, **opts)
 
     def describe(self) -> str:
         c = self.config

@@ -130,8 +130,15 @@ def run(
             if exit_at_step is not None:
                 stop = stop or s == exit_at_step
             elif has_gate:
-                lam = 1.0 / (1.0 + np.exp(-(w["model.early_exit_gate.weight"].reshape(-1) @ h
-                                            + w["model.early_exit_gate.bias"].reshape(-1)[0])))  # fmt: skip
+                lam = 1.0 / (
+                    1.0
+                    + np.exp(
+                        -(
+                            w["model.early_exit_gate.weight"].reshape(-1) @ h
+                            + w["model.early_exit_gate.bias"].reshape(-1)[0]
+                        )
+                    )
+                )
                 probs[t, s] = lam * survive if s < n_loops - 1 else survive
                 cdf += probs[t, s]
                 survive *= 1.0 - lam
@@ -155,18 +162,24 @@ def run(
 
 def load_hf(folder: str | Path) -> tuple[RefConfig, dict[str, np.ndarray]]:
     """A HF Ouro checkpoint folder as (config, float64 weights with HF names)."""
-    from looplm.convert.safetensors import Checkpoint  # noqa: PLC0415
+    from looplm.convert.safetensors import Checkpoint
 
     folder = Path(folder)
     c = json.loads((folder / "config.json").read_text())
     heads = c["num_attention_heads"]
     cfg = RefConfig(
-        n_embd=c["hidden_size"], n_ff=c["intermediate_size"], n_layer=c["num_hidden_layers"],
-        n_head=heads, n_head_kv=c.get("num_key_value_heads", heads),
-        head_dim=c.get("head_dim") or c["hidden_size"] // heads, n_vocab=c["vocab_size"],
-        rms_eps=c["rms_norm_eps"], rope_theta=c.get("rope_theta", 10000.0),
-        n_loops=c["total_ut_steps"], exit_threshold=c.get("early_exit_threshold", 1.0),
-    )  # fmt: skip
+        n_embd=c["hidden_size"],
+        n_ff=c["intermediate_size"],
+        n_layer=c["num_hidden_layers"],
+        n_head=heads,
+        n_head_kv=c.get("num_key_value_heads", heads),
+        head_dim=c.get("head_dim") or c["hidden_size"] // heads,
+        n_vocab=c["vocab_size"],
+        rms_eps=c["rms_norm_eps"],
+        rope_theta=c.get("rope_theta", 10000.0),
+        n_loops=c["total_ut_steps"],
+        exit_threshold=c.get("early_exit_threshold", 1.0),
+    )
     ckpt = Checkpoint(folder)
     w = {n: ckpt.load_float32(n).astype(np.float64) for n in ckpt.names()}
     if c.get("tie_word_embeddings"):
@@ -180,12 +193,18 @@ _FROM_GGUF = {
     "output.weight": "lm_head.weight",
 }
 _LAYER_FROM_GGUF = {
-    "attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
-    "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
-    "post_attention_norm": "input_layernorm_2", "ffn_norm": "post_attention_layernorm",
-    "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
+    "attn_norm": "input_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "post_attention_norm": "input_layernorm_2",
+    "ffn_norm": "post_attention_layernorm",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
     "post_ffw_norm": "post_attention_layernorm_2",
-}  # fmt: skip
+}
 
 
 def _unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
@@ -195,7 +214,7 @@ def _unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
 
 def load_gguf(path: str | Path) -> tuple[RefConfig, dict[str, np.ndarray]]:
     """A GGUF (arch ouro or llama) as (config, float64 weights with HF names and layout)."""
-    import gguf  # noqa: PLC0415
+    import gguf
 
     r = gguf.GGUFReader(str(path))
 
@@ -224,11 +243,17 @@ def load_gguf(path: str | Path) -> tuple[RefConfig, dict[str, np.ndarray]]:
         w["model.early_exit_gate.weight"] = np.asarray(gate, np.float64).reshape(1, -1)
         w["model.early_exit_gate.bias"] = np.asarray(val("ouro.exit_gate.bias"), np.float64)
     cfg = RefConfig(
-        n_embd=n_embd, n_ff=val(f"{arch}.feed_forward_length"), n_layer=val(f"{arch}.block_count"),
-        n_head=n_head, n_head_kv=n_kv, head_dim=val(f"{arch}.attention.key_length", n_embd // n_head),
+        n_embd=n_embd,
+        n_ff=val(f"{arch}.feed_forward_length"),
+        n_layer=val(f"{arch}.block_count"),
+        n_head=n_head,
+        n_head_kv=n_kv,
+        head_dim=val(f"{arch}.attention.key_length", n_embd // n_head),
         n_vocab=w["model.embed_tokens.weight"].shape[0],
         rms_eps=val(f"{arch}.attention.layer_norm_rms_epsilon"),
-        rope_theta=val(f"{arch}.rope.freq_base", 10000.0), n_loops=val(f"{arch}.num_loops", 1),
-        exit_threshold=val("ouro.exit_gate.threshold", 1.0), post_norms=arch == "ouro",
-    )  # fmt: skip
+        rope_theta=val(f"{arch}.rope.freq_base", 10000.0),
+        n_loops=val(f"{arch}.num_loops", 1),
+        exit_threshold=val("ouro.exit_gate.threshold", 1.0),
+        post_norms=arch == "ouro",
+    )
     return cfg, w

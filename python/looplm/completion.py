@@ -1,0 +1,163 @@
+"""llama-cpp-python's completion API over the generation loop: the same parameter names and
+the same dict shapes (``choices``, ``finish_reason``, ``usage``; chunks when streaming).
+
+Each result also carries a ``looplm`` entry: the exit loop of every generated token and the
+mean loops per token, which llama-cpp-python does not have (a field added, none changed).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from .chat import render
+from .generate import token_stream
+from .model import Model
+from .sampling import SamplingParams
+
+
+def _sampling(temperature, top_p, top_k, min_p, repeat_penalty, presence_penalty, frequency_penalty, seed):
+    return SamplingParams().with_options(
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        min_p=min_p,
+        repeat_penalty=repeat_penalty,
+        presence_penalty=presence_penalty,
+        frequency_penalty=frequency_penalty,
+        seed=seed,
+    )
+
+
+def _run(model: Model, prompt: str | list[int], max_tokens, sampling, stop, ouro) -> Iterator[tuple[str, Any]]:
+    """Yields ("text", piece) per generated piece and finally ("done", stats)."""
+    exits: list[int] = []
+    n_prompt, finish = 0, None
+    for r in token_stream(model, prompt, max_tokens=max_tokens, sampling=sampling, stop=stop, **ouro):
+        n_prompt = r.prompt_tokens
+        if r.exit_step is not None:
+            exits.append(r.exit_step)
+        if r.text:
+            yield "text", r.text
+        finish = r.finish_reason or finish
+    n_ctx_prompt = len(model.tokenize(prompt, special=True)) if isinstance(prompt, str) else len(prompt)
+    usage = {"prompt_tokens": n_ctx_prompt, "completion_tokens": len(exits), "total_tokens": n_ctx_prompt + len(exits)}
+    extra = {
+        "exit_steps": exits,
+        "mean_loops": (sum(exits) / len(exits) + 1) if exits else 0.0,
+        "prompt_tokens_evaluated": n_prompt,
+    }
+    yield "done", (finish, usage, extra)
+
+
+def create_completion(
+    model: Model,
+    prompt: str | list[int],
+    *,
+    max_tokens: int | None = 256,
+    temperature: float = 0.8,
+    top_p: float = 0.95,
+    top_k: int = 40,
+    min_p: float = 0.05,
+    repeat_penalty: float = 1.0,
+    presence_penalty: float = 0.0,
+    frequency_penalty: float = 0.0,
+    stop: str | list[str] | None = None,
+    stream: bool = False,
+    seed: int | None = None,
+    loops: int | None = None,
+    exit_threshold: float | None = None,
+    exit_mode: str | None = None,
+    exit_at_step: int | None = None,
+) -> dict[str, Any] | Iterator[dict[str, Any]]:
+    """See :meth:`looplm.Model.create_completion`."""
+    sampling = _sampling(temperature, top_p, top_k, min_p, repeat_penalty, presence_penalty, frequency_penalty, seed)
+    ouro = {"loops": loops, "exit_threshold": exit_threshold, "exit_mode": exit_mode, "exit_at_step": exit_at_step}
+    cid, created = f"cmpl-{uuid.uuid4()}", int(time.time())
+
+    def chunk(text: str, finish: str | None) -> dict[str, Any]:
+        return {
+            "id": cid,
+            "object": "text_completion",
+            "created": created,
+            "model": model.path,
+            "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}],
+        }
+
+    events = _run(model, prompt, max_tokens, sampling, stop, ouro)
+    if stream:
+
+        def chunks() -> Iterator[dict[str, Any]]:
+            for kind, value in events:
+                if kind == "text":
+                    yield chunk(value, None)
+                else:
+                    finish, usage, extra = value
+                    yield {**chunk("", finish), "usage": usage, "looplm": extra}
+
+        return chunks()
+    parts = []
+    for kind, value in events:
+        if kind == "text":
+            parts.append(value)
+        else:
+            finish, usage, extra = value
+    return {**chunk("".join(parts), finish), "usage": usage, "looplm": extra}
+
+
+def create_chat_completion(
+    model: Model,
+    messages: list[dict[str, Any]],
+    *,
+    enable_thinking: bool = False,
+    **opts: Any,
+) -> dict[str, Any] | Iterator[dict[str, Any]]:
+    """See :meth:`looplm.Model.create_chat_completion`."""
+    prompt = render(messages, model.chat_template, enable_thinking=enable_thinking)
+    result = create_completion(model, prompt, **opts)
+    cid, created = f"chatcmpl-{uuid.uuid4()}", int(time.time())
+    base = {"id": cid, "created": created, "model": model.path}
+    if not opts.get("stream"):
+        c = result["choices"][0]  # type: ignore[index]
+        return {
+            **base,
+            "object": "chat.completion",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": c["text"]},
+                    "logprobs": None,
+                    "finish_reason": c["finish_reason"],
+                }
+            ],
+            "usage": result["usage"],
+            "looplm": result["looplm"],
+        }  # type: ignore[index]
+
+    def chunks() -> Iterator[dict[str, Any]]:
+        yield {
+            **base,
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {"role": "assistant"}, "logprobs": None, "finish_reason": None}],
+        }
+        for ch in result:  # type: ignore[union-attr]
+            c = ch["choices"][0]
+            out = {
+                **base,
+                "object": "chat.completion.chunk",
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"content": c["text"]} if c["text"] else {},
+                        "logprobs": None,
+                        "finish_reason": c["finish_reason"],
+                    }
+                ],
+            }
+            if "usage" in ch:
+                out["usage"], out["looplm"] = ch["usage"], ch["looplm"]
+            yield out
+
+    return chunks()

@@ -1,0 +1,193 @@
+"""Full-size synthetic Ouro models (random weights, exact shapes) for benchmarks.
+
+Nothing here is committed or downloaded: models are made on demand. ``write_gguf`` writes
+quantized blocks directly (random quants and scales) so a 1.4B Q4_0 file takes seconds;
+``write_hf_checkpoint`` streams a bf16 HF checkpoint for converter benchmarks.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+
+# The released models' config.json values (ouro-architecture.md).
+SHAPES: dict[str, dict] = {
+    "ouro-1.4b": {"hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 24},
+    "ouro-2.6b": {"hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 48},
+}
+COMMON = {
+    "model_type": "ouro",
+    "architectures": ["OuroForCausalLM"],
+    "num_attention_heads": 16,
+    "num_key_value_heads": 16,
+    "head_dim": 128,
+    "vocab_size": 49152,
+    "max_position_embeddings": 65536,
+    "rope_theta": 1000000.0,
+    "rms_norm_eps": 1e-6,
+    "tie_word_embeddings": False,
+    "hidden_act": "silu",
+    "total_ut_steps": 4,
+    "early_exit_threshold": 1.0,
+    "rope_scaling": None,
+    "torch_dtype": "bfloat16",
+}
+
+
+def config(shape: str) -> dict:
+    if shape not in SHAPES:
+        raise ValueError(f"unknown synthetic shape {shape!r} (choose from {', '.join(SHAPES)})")
+    return {**COMMON, **SHAPES[shape], "_name_or_path": f"synthetic/{shape}"}
+
+
+def hf_tensors(cfg: dict) -> list[tuple[str, tuple[int, ...]]]:
+    """(HF name, numpy shape) of every tensor, in upstream's order."""
+    e, f, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+    q = cfg["num_attention_heads"] * cfg["head_dim"]
+    kv = cfg["num_key_value_heads"] * cfg["head_dim"]
+    out = [("model.embed_tokens.weight", (v, e))]
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        out += [
+            (p + "self_attn.q_proj.weight", (q, e)),
+            (p + "self_attn.k_proj.weight", (kv, e)),
+            (p + "self_attn.v_proj.weight", (kv, e)),
+            (p + "self_attn.o_proj.weight", (e, q)),
+            (p + "mlp.gate_proj.weight", (f, e)),
+            (p + "mlp.up_proj.weight", (f, e)),
+            (p + "mlp.down_proj.weight", (e, f)),
+        ]
+        out += [
+            (p + n + ".weight", (e,))
+            for n in ("input_layernorm", "input_layernorm_2", "post_attention_layernorm", "post_attention_layernorm_2")
+        ]
+    out += [
+        ("model.norm.weight", (e,)),
+        ("model.early_exit_gate.weight", (1, e)),
+        ("model.early_exit_gate.bias", (1,)),
+        ("lm_head.weight", (v, e)),
+    ]
+    return out
+
+
+def _values(rng: np.random.Generator, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    if len(shape) == 1 and "bias" not in name:  # norms near 1
+        return (1.0 + 0.05 * rng.standard_normal(shape)).astype(np.float32)
+    return (rng.standard_normal(shape, dtype=np.float32) * np.float32(1.0 / np.sqrt(shape[-1]))).astype(np.float32)
+
+
+def write_hf_checkpoint(folder: Path, shape: str, seed: int = 0) -> Path:
+    """Streams a bf16 HF checkpoint of the given shape (one tensor in memory at a time)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = config(shape)
+    specs = hf_tensors(cfg)
+    header, offset = {}, 0
+    for name, shp in specs:
+        n = int(np.prod(shp)) * 2
+        header[name] = {"dtype": "BF16", "shape": list(shp), "data_offsets": [offset, offset + n]}
+        offset += n
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    rng = np.random.default_rng(seed)
+    with open(folder / "model.safetensors", "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h)
+        for name, shp in specs:
+            u = _values(rng, name, shp).view(np.uint32)
+            f.write(((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16).tobytes())
+    (folder / "config.json").write_text(json.dumps(cfg, indent=1))
+    return folder
+
+
+def write_gguf(
+    path: Path,
+    shape: str,
+    qtype: str = "q4_0",
+    *,
+    seed: int = 0,
+    gate_bias: float = 0.0,
+    gate_scale: float = 1.0,
+    arch: str = "ouro",
+) -> Path:
+    """Writes a GGUF of the given shape with random quantized weights, no tokenizer.
+
+    Args:
+        qtype: "q4_0", "q8_0" or "f16" for the 2-D weights.
+        gate_bias, gate_scale: the exit gate (ouro only); a high bias makes every token exit
+            after the first loop, a moderate one varies the exit loop.
+        arch: "ouro", or "nanbeige" for llama.cpp's generic looped llama block (same shape,
+            no post-norms, no gate) to benchmark llama.cpp on the same looped work.
+    """
+    import gguf
+    from gguf import GGMLQuantizationType as QT
+
+    qt = {"q4_0": QT.Q4_0, "q8_0": QT.Q8_0, "f16": QT.F16}[qtype]
+    cfg = config(shape)
+    rng = np.random.default_rng(seed)
+    w = gguf.GGUFWriter(str(path), arch)
+    e, hd = cfg["hidden_size"], cfg["head_dim"]
+    w.add_name(f"synthetic {shape} {qtype}")
+    w.add_file_type({QT.Q4_0: 2, QT.Q8_0: 7, QT.F16: 1}[qt])
+    w.add_quantization_version(2)
+    w.add_uint32(f"{arch}.context_length", cfg["max_position_embeddings"])
+    w.add_uint32(f"{arch}.embedding_length", e)
+    w.add_uint32(f"{arch}.block_count", cfg["num_hidden_layers"])
+    w.add_uint32(f"{arch}.feed_forward_length", cfg["intermediate_size"])
+    w.add_uint32(f"{arch}.attention.head_count", cfg["num_attention_heads"])
+    w.add_uint32(f"{arch}.attention.head_count_kv", cfg["num_key_value_heads"])
+    w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", cfg["rms_norm_eps"])
+    w.add_float32(f"{arch}.rope.freq_base", cfg["rope_theta"])
+    w.add_uint32(f"{arch}.rope.dimension_count", hd)
+    w.add_uint32(f"{arch}.vocab_size", cfg["vocab_size"])
+    w.add_uint32(f"{arch}.num_loops", cfg["total_ut_steps"])
+    w.add_bool(f"{arch}.skip_loop_final_norm", False)
+    w.add_tokenizer_model("no_vocab")  # llama.cpp's marker for a model without a vocabulary
+    if arch == "ouro":
+        gate = gate_scale * rng.standard_normal(e) / np.sqrt(e)
+        w.add_array("ouro.exit_gate.weight", [float(x) for x in gate])
+        w.add_array("ouro.exit_gate.bias", [float(gate_bias)])
+        w.add_float32("ouro.exit_gate.threshold", cfg["early_exit_threshold"])
+    from looplm.convert.ouro_arch import gguf_name
+
+    plan = [
+        (gguf_name(n), shp)
+        for n, shp in hf_tensors(cfg)
+        if "early_exit_gate" not in n and (arch == "ouro" or "layernorm_2" not in n)
+    ]
+    for name, shp in plan:  # stream: one tensor in memory at a time
+        if len(shp) == 1:
+            w.add_tensor_info(name, shp, np.dtype(np.float32), 4 * shp[0])
+        else:
+            block, size = gguf.GGML_QUANT_SIZES[qt]
+            row_bytes = shp[1] // block * size
+            stored = shp if qt == QT.F16 else (shp[0], row_bytes)  # gguf-py takes byte shapes
+            w.add_tensor_info(
+                name, stored, np.dtype(np.float16 if qt == QT.F16 else np.uint8), shp[0] * row_bytes, raw_dtype=qt
+            )
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    for name, shp in plan:
+        w.write_tensor_data(_values(rng, name, shp) if len(shp) == 1 else random_blocks(rng, shp, qt))
+    w.close()
+    return path
+
+
+def random_blocks(rng: np.random.Generator, shape: tuple[int, ...], qt) -> np.ndarray:
+    """Random quantized rows (uint8 [rows, row_bytes]) whose values have std ~ 1/sqrt(cols)."""
+    from gguf import GGMLQuantizationType as QT
+
+    rows, cols = shape
+    nb = cols // 32
+    std = 1.0 / np.sqrt(cols)
+    if qt == QT.F16:
+        return (rng.standard_normal(shape, dtype=np.float32) * np.float32(std)).astype(np.float16)
+    if qt == QT.Q4_0:
+        d = np.full((rows, nb, 1), std / 4.6, np.float16).view(np.uint8)  # nibbles -8..7: std ~4.6
+        qs = rng.integers(0, 256, size=(rows, nb, 16), dtype=np.uint8)
+    else:
+        d = np.full((rows, nb, 1), std / 73.3, np.float16).view(np.uint8)  # int8 -127..127: std ~73
+        qs = rng.integers(-127, 128, size=(rows, nb, 32), dtype=np.int8).view(np.uint8)
+    return np.concatenate([d, qs], axis=2).reshape(rows, -1)
