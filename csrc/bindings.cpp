@@ -7,6 +7,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "membw.h"
 #include "model.h"
 #include "sampler.h"
 
@@ -292,16 +293,26 @@ class PyModel {
 };
 
 // Kernel test hooks: run one kernel set on numpy data.
-py::bytes kernel_quantize(const std::string & set, const std::string & type,
-                          py::array_t<float, py::array::c_style | py::array::forcecast> x) {
+// The activation blocks of x as (Q8_0 bytes, ds [n/32], bias [n/32, 8]): Q8_0 bytes to compare
+// with gguf-py, the precomputed terms to check on their own.
+py::tuple kernel_quantize(const std::string & set, py::array_t<float, py::array::c_style | py::array::forcecast> x) {
     const Kernels & k = kernel_set(set);
     const int64_t n = x.size();
     if (n % QK != 0) throw std::invalid_argument("length must be a multiple of 32");
-    const bool q81 = type == "q8_1";
-    if (!q81 && type != "q8_0") throw std::invalid_argument("type must be q8_0 or q8_1");
-    std::string out(static_cast<size_t>(row_bytes(q81 ? DType::Q8_1 : DType::Q8_0, n)), '\0');
-    (q81 ? k.quantize_q8_1 : k.quantize_q8_0)(x.data(), &out[0], n);
-    return py::bytes(out);
+    std::vector<block_q8_s> blocks(static_cast<size_t>(n / QK));
+    k.quantize_q8(x.data(), blocks.data(), n);
+    std::string q8(static_cast<size_t>(row_bytes(DType::Q8_0, n)), '\0');
+    py::array_t<float> ds(static_cast<py::ssize_t>(blocks.size()));
+    py::array_t<int32_t> bias({static_cast<py::ssize_t>(blocks.size()), static_cast<py::ssize_t>(QK / 4)});
+    for (size_t i = 0; i < blocks.size(); i++) {
+        block_q8_0 b;
+        b.d = fp32_to_fp16(blocks[i].d);
+        std::memcpy(b.qs, blocks[i].qs, QK);
+        std::memcpy(&q8[i * sizeof(block_q8_0)], &b, sizeof(b));
+        ds.mutable_data()[i] = blocks[i].ds;
+        std::memcpy(bias.mutable_data() + i * (QK / 4), blocks[i].bias, sizeof(blocks[i].bias));
+    }
+    return py::make_tuple(py::bytes(q8), ds, bias);
 }
 
 // out [nc, rows] = x [nc, n] . W^T, W given as raw rows [rows, row_bytes] of ggml type type_id.
@@ -387,6 +398,16 @@ PYBIND11_MODULE(_core, m) {
     });
     m.def("cpu_features", [] { return std::string(cpu_features()); });
     m.def("physical_cores", &physical_cores);
+    m.def(
+        "read_bandwidth",
+        [](int n_threads, size_t bytes, int reps) {
+            if (n_threads < 1 || reps < 1 || bytes < (1u << 20)) throw std::invalid_argument("bad membw arguments");
+            py::gil_scoped_release release;
+            ThreadPool pool(n_threads);
+            return read_bandwidth(pool, bytes, reps);
+        },
+        py::arg("n_threads"), py::arg("bytes") = size_t(1) << 30, py::arg("reps") = 5,
+        "Best-of-reps memory read bandwidth in bytes/s with n_threads threads.");
     m.def("file_info", &file_info, py::arg("path"), py::arg("max_array") = 64,
           "Validates a GGUF file and returns its header, metadata and tensor table.");
     m.def("kernel_quantize", &kernel_quantize);

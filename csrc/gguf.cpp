@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace looplm {
@@ -16,6 +17,8 @@ namespace {
 
 constexpr uint32_t kMagic = 0x46554747;  // "GGUF" little-endian
 constexpr size_t kMaxName = 63;          // ggml's GGML_MAX_NAME - 1
+constexpr uint64_t kMaxKey = 65535;      // the GGUF spec's limit on a key's length
+constexpr size_t kMaxMessage = 2048;     // bytes of an error message after the path
 
 size_t scalar_size(GGUFType t) {
     switch (t) {
@@ -28,6 +31,59 @@ size_t scalar_size(GGUFType t) {
 }
 
 bool valid_type(uint32_t t) { return t <= static_cast<uint32_t>(GGUFType::F64); }
+
+// Length of the well-formed UTF-8 sequence at s[0, n), 0 when there is none there.
+size_t utf8_len(const unsigned char * s, size_t n) {
+    const unsigned c = s[0];
+    if (c < 0x80) return 1;
+    size_t len = 0;
+    uint32_t cp = 0;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2, cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3, cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4, cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (n < len) return 0;
+    for (size_t k = 1; k < len; k++) {
+        if ((s[k] & 0xc0) != 0x80) return 0;
+        cp = cp << 6 | (s[k] & 0x3f);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+        return 0;  // overlong, beyond Unicode, or a surrogate
+    }
+    return len;
+}
+
+// s with every byte that is not part of well-formed UTF-8 (and, when `controls`, every
+// ASCII control character) written as \xNN: always valid UTF-8, so Python can decode it.
+std::string escape(const std::string & s, bool controls) {
+    std::string out;
+    const unsigned char * p = reinterpret_cast<const unsigned char *>(s.data());
+    for (size_t i = 0; i < s.size();) {
+        const size_t len = utf8_len(p + i, s.size() - i);
+        if (len == 0 || (controls && len == 1 && (p[i] < 0x20 || p[i] == 0x7f))) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\x%02x", p[i]);
+            out += buf;
+            i++;
+        } else {
+            out.append(s, i, len);
+            i += len;
+        }
+    }
+    return out;
+}
+
+bool printable_ascii(const std::string & s) {
+    for (unsigned char ch : s) {
+        if (ch < 0x20 || ch > 0x7e) return false;
+    }
+    return true;
+}
 
 template <typename T>
 T load(const uint8_t * p) {
@@ -129,7 +185,7 @@ std::string GGUFTensor::shape_str() const {
 }
 
 GGUFFile::GGUFFile(const std::string & path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO must not block us
     if (fd_ < 0) fail(std::string("cannot open: ") + std::strerror(errno));
     struct stat st {};
     if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -166,7 +222,16 @@ GGUFFile::~GGUFFile() {
     if (fd_ >= 0) ::close(fd_);
 }
 
-void GGUFFile::fail(const std::string & what) const { throw GGUFError(path_ + ": " + what); }
+void GGUFFile::fail(const std::string & what) const {
+    // Python turns the message into a str: it must be valid UTF-8, whatever the file holds.
+    const bool cut = what.size() > kMaxMessage;
+    throw GGUFError(escape(path_ + ": " + (cut ? what.substr(0, kMaxMessage) + " ..." : what), false));
+}
+
+std::string GGUFFile::quote(const std::string & s, size_t max_bytes) {
+    const bool cut = s.size() > max_bytes;
+    return "'" + escape(cut ? s.substr(0, max_bytes) : s, true) + (cut ? "'..." : "'");
+}
 
 void GGUFFile::parse() {
     Cursor c{*this, base_, size_, 0};
@@ -186,6 +251,10 @@ void GGUFFile::parse() {
     for (uint64_t i = 0; i < n_kv; i++) {
         std::string key = c.read_string("key of metadata entry " + std::to_string(i));
         if (key.empty()) fail("metadata entry " + std::to_string(i) + " has an empty key");
+        if (key.size() > kMaxKey || !printable_ascii(key)) {
+            fail("metadata entry " + std::to_string(i) + " has an invalid key " + quote(key) + " (" +
+                 std::to_string(key.size()) + " bytes; keys are printable ASCII, at most 65535 bytes)");
+        }
         const uint32_t t = c.read<uint32_t>("type of key '" + key + "'");
         if (!valid_type(t)) fail("key '" + key + "': unknown value type " + std::to_string(t));
         GGUFValue v = c.read_value(static_cast<GGUFType>(t), key);
@@ -201,13 +270,17 @@ void GGUFFile::parse() {
         }
     }
 
-    tensors_.reserve(static_cast<size_t>(n_tensors));
+    // No reserve(n_tensors): the count is only known to fit the file, and a tensor record
+    // is larger in memory than its 33 bytes on disk.
     for (uint64_t i = 0; i < n_tensors; i++) {
         GGUFTensor t;
         t.name = c.read_string("name of tensor " + std::to_string(i));
         if (t.name.empty() || t.name.size() > kMaxName) {
             fail("tensor " + std::to_string(i) + " has an empty or too long name (" +
                  std::to_string(t.name.size()) + " bytes, the limit is 63)");
+        }
+        if (escape(t.name, true) != t.name) {
+            fail("tensor " + std::to_string(i) + " has a name that is not UTF-8 text: " + quote(t.name));
         }
         const std::string tn = "tensor '" + t.name + "'";
         const uint32_t n_dims = c.read<uint32_t>("dimension count of " + tn);

@@ -79,9 +79,14 @@ class GGUFFile {
     // Decodes a string value or the i-th element of a string array (i < count).
     static std::string string_at(const GGUFValue & v, uint64_t i);
 
+    // A string from the file made safe for an error message: in single quotes, control
+    // characters and bytes that are not UTF-8 escaped as \xNN, cut after max_bytes.
+    static std::string quote(const std::string & s, size_t max_bytes = 80);
+
     const std::vector<GGUFTensor> & tensors() const { return tensors_; }
     const GGUFTensor * tensor(const std::string & name) const;  // nullptr when absent
 
+    // Throws GGUFError("<path>: <what>"); what is made valid UTF-8 and at most ~2 KB long.
     [[noreturn]] void fail(const std::string & what) const;
 
   private:

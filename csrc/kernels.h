@@ -19,17 +19,16 @@ namespace looplm {
 // A tile of dot products: for r < nr and c < nc,
 //     out[c * ldo + r] = dot(row r of W, row c of X)
 // W holds rows of n elements of the weight type, wstride bytes apart; X holds rows of n
-// elements of the paired activation type (Q8_0 for Q4_0/Q8_0 weights, Q8_1 for Q4_1,
-// f32 for F16/BF16/F32), xstride bytes apart. n is a multiple of 32.
+// elements of the paired activation type (block_q8_s for Q4_0/Q4_1/Q8_0 weights, f32 for
+// F16/BF16/F32), xstride bytes apart. n is a multiple of 32.
 typedef void (*GemmFn)(int64_t n, const void * w, size_t wstride, int64_t nr, const void * x,
                        size_t xstride, int64_t nc, float * out, size_t ldo);
 
 struct Kernels {
     const char * name;
-    // f32 activations -> Q8_0 / Q8_1 blocks (n a multiple of 32); bit-exact with the
-    // reference quantizers in quant.cpp (ties round away from zero).
-    void (*quantize_q8_0)(const float * x, void * y, int64_t n);
-    void (*quantize_q8_1)(const float * x, void * y, int64_t n);
+    // f32 activations -> block_q8_s (n a multiple of 32); bit-exact with
+    // quantize_row_q8_s_ref (ties round away from zero, as ggml's reference does).
+    void (*quantize_q8)(const float * x, void * y, int64_t n);
 
     GemmFn gemm_q4_0;
     GemmFn gemm_q4_1;

@@ -1,5 +1,7 @@
-// kernels_avx2.cpp - AVX2 + FMA + F16C kernels. Compiled with -mavx2 -mfma -mf16c only for
-// this file; see the SIGILL note in kernels.h (static helpers, no STL, no templates).
+// kernels_avx512.cpp - AVX-512 (F, BW, VL) + VNNI kernels. The integer dot products use
+// vpdpbusd (u8 x s8 -> s32 in one step) on 256-bit vectors, as ggml's per-row kernels do;
+// Q4_0/Q4_1 nibbles are used in place (see q4_bytes). Compiled with the AVX-512 flags only
+// for this file; see the SIGILL note in kernels.h (static helpers, no STL, no templates).
 #include <immintrin.h>
 
 #include "kernels.h"
@@ -26,9 +28,9 @@ static inline int hsum_epi32(__m256i v) {
 static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 static inline uint16_t f2h(float f) { return static_cast<uint16_t>(_cvtss_sh(f, 0)); }
 
-// Quantizes 32 floats the way quantize_row_q8_0_ref does: d = amax / 127, q = round half
-// away from zero of x * (1 / d). Returns the int32 sum of q for Q8_1.
-static inline int quantize_block(const float * x, int8_t * qs, float * d_out) {
+// Quantizes 32 floats to a block_q8_s exactly as quantize_row_q8_s_ref does: d = amax / 127
+// rounded to fp16, q = round half away from zero of x * (1 / d), plus ds and bias8.
+static inline void quantize_block(const float * x, block_q8_s * y) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
     __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
@@ -37,10 +39,8 @@ static inline int quantize_block(const float * x, int8_t * qs, float * d_out) {
     __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
     m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
     m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    const float amax = _mm_cvtss_f32(m4);
-    const float d = amax / 127.0f;
+    const float d = _mm_cvtss_f32(m4) / 127.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    *d_out = d;
     const __m256 vid = _mm256_set1_ps(id);
     const __m256 half = _mm256_set1_ps(0.49999997f);  // nextafter(0.5, 0): exact roundf
     v0 = _mm256_mul_ps(v0, vid);
@@ -53,140 +53,179 @@ static inline int quantize_block(const float * x, int8_t * qs, float * d_out) {
     v3 = _mm256_add_ps(v3, _mm256_or_ps(_mm256_and_ps(v3, sign), half));
     __m256i i0 = _mm256_cvttps_epi32(v0), i1 = _mm256_cvttps_epi32(v1);
     __m256i i2 = _mm256_cvttps_epi32(v2), i3 = _mm256_cvttps_epi32(v3);
-    const int sum = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
     // pack 4x8 int32 -> 32 int8 and undo the lane interleave of the packs
     i0 = _mm256_packs_epi32(i0, i1);
     i2 = _mm256_packs_epi32(i2, i3);
     i0 = _mm256_packs_epi16(i0, i2);
-    i0 = _mm256_permutevar8x32_epi32(i0, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    _mm256_storeu_si256(reinterpret_cast<__m256i *>(qs), i0);
-    return sum;
+    const __m256i q = _mm256_permutevar8x32_epi32(i0, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i *>(y->qs), q);
+    // per-lane sums of 4 quants: bias = -8 * lane (x16 for lanes 4..7), ds = d * sum
+    const __m256i lanes = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q), _mm256_set1_epi16(1));
+    const __m256i bias = _mm256_sllv_epi32(lanes, _mm256_setr_epi32(3, 3, 3, 3, 7, 7, 7, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i *>(y->bias), _mm256_sub_epi32(_mm256_setzero_si256(), bias));
+    y->d = _cvtsh_ss(static_cast<uint16_t>(_cvtss_sh(d, 0)));
+    y->ds = y->d * static_cast<float>(hsum_epi32(lanes));
 }
 
-static void quantize_q8_0(const float * x, void * vy, int64_t n) {
-    block_q8_0 * y = static_cast<block_q8_0 *>(vy);
-    for (int64_t b = 0; b < n / QK; b++) {
-        float d;
-        quantize_block(x + b * QK, y[b].qs, &d);
-        y[b].d = f2h(d);
-    }
+static void quantize_q8(const float * x, void * vy, int64_t n) {
+    block_q8_s * y = static_cast<block_q8_s *>(vy);
+    for (int64_t b = 0; b < n / QK; b++) quantize_block(x + b * QK, y + b);
 }
 
-static void quantize_q8_1(const float * x, void * vy, int64_t n) {
-    block_q8_1 * y = static_cast<block_q8_1 *>(vy);
-    for (int64_t b = 0; b < n / QK; b++) {
-        float d;
-        const int sum = quantize_block(x + b * QK, y[b].qs, &d);
-        y[b].d = f2h(d);
-        y[b].sum = static_cast<int16_t>(sum);
-    }
-}
-
-// 32 nibbles -> 32 bytes in element order: low nibbles (elements 0..15) in the low lane,
-// high nibbles (16..31) in the high lane.
-static inline __m256i unpack_nibbles(const uint8_t * qs) {
-    const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i *>(qs));
-    const __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
-    return _mm256_and_si256(b, _mm256_set1_epi8(0x0f));
-}
-
-// int32x8 partial sums of u8 * s8 products.
-static inline __m256i dot_u8_s8(__m256i u, __m256i s) {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-}
-
-// int32x8 partial sums of s8 * s8 products (sign trick: |a| * sign(b, a)).
-static inline __m256i dot_s8_s8(__m256i a, __m256i b) {
-    return dot_u8_s8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
-}
+static inline __m256i load256(const void * p) { return _mm256_loadu_si256(static_cast<const __m256i *>(p)); }
 
 // Up to 4 activation columns share each unpacked weight block.
 #define LOOPLM_TILE_COLS 4
 
-static void gemm_q4_0(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
+// The column loop every quantized GEMM shares: `Row` computes the dots of one weight row
+// with up to LOOPLM_TILE_COLS activation rows.
+typedef void (*RowFn)(int64_t nb, const void * w, const block_q8_s * const * x, int64_t ncc, float * out, size_t ldo);
+
+static void gemm_rows(RowFn row, int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
                       int64_t nc, float * out, size_t ldo) {
-    const int64_t nb = n / QK;
-    const __m256i eight = _mm256_set1_epi8(8);
     for (int64_t c0 = 0; c0 < nc; c0 += LOOPLM_TILE_COLS) {
         const int64_t ncc = nc - c0 < LOOPLM_TILE_COLS ? nc - c0 : LOOPLM_TILE_COLS;
-        const block_q8_0 * xc[LOOPLM_TILE_COLS];
+        const block_q8_s * xc[LOOPLM_TILE_COLS];
         for (int64_t c = 0; c < ncc; c++) {
-            xc[c] = reinterpret_cast<const block_q8_0 *>(static_cast<const char *>(x) + (c0 + c) * xs);
+            xc[c] = reinterpret_cast<const block_q8_s *>(static_cast<const char *>(x) + (c0 + c) * xs);
         }
         for (int64_t r = 0; r < nr; r++) {
-            const block_q4_0 * wr = reinterpret_cast<const block_q4_0 *>(static_cast<const char *>(w) + r * ws);
-            __m256 acc[LOOPLM_TILE_COLS] = {_mm256_setzero_ps(), _mm256_setzero_ps(),
-                                            _mm256_setzero_ps(), _mm256_setzero_ps()};
-            for (int64_t b = 0; b < nb; b++) {
-                const __m256i q = _mm256_sub_epi8(unpack_nibbles(wr[b].qs), eight);
-                const __m256i aq = _mm256_sign_epi8(q, q);
-                const float dw = h2f(wr[b].d);
-                for (int64_t c = 0; c < ncc; c++) {
-                    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xc[c][b].qs));
-                    const __m256i p = dot_u8_s8(aq, _mm256_sign_epi8(y, q));
-                    acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dw * h2f(xc[c][b].d)), _mm256_cvtepi32_ps(p), acc[c]);
-                }
-            }
-            for (int64_t c = 0; c < ncc; c++) out[(c0 + c) * ldo + r] = hsum_ps(acc[c]);
+            row(n / QK, static_cast<const char *>(w) + r * ws, xc, ncc, out + c0 * ldo + r, ldo);
         }
     }
 }
 
-static void gemm_q4_1(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
-                      int64_t nc, float * out, size_t ldo) {
-    const int64_t nb = n / QK;
-    for (int64_t c0 = 0; c0 < nc; c0 += LOOPLM_TILE_COLS) {
-        const int64_t ncc = nc - c0 < LOOPLM_TILE_COLS ? nc - c0 : LOOPLM_TILE_COLS;
-        const block_q8_1 * xc[LOOPLM_TILE_COLS];
-        for (int64_t c = 0; c < ncc; c++) {
-            xc[c] = reinterpret_cast<const block_q8_1 *>(static_cast<const char *>(x) + (c0 + c) * xs);
-        }
-        for (int64_t r = 0; r < nr; r++) {
-            const block_q4_1 * wr = reinterpret_cast<const block_q4_1 *>(static_cast<const char *>(w) + r * ws);
-            __m256 acc[LOOPLM_TILE_COLS] = {_mm256_setzero_ps(), _mm256_setzero_ps(),
-                                            _mm256_setzero_ps(), _mm256_setzero_ps()};
-            float accm[LOOPLM_TILE_COLS] = {0, 0, 0, 0};
-            for (int64_t b = 0; b < nb; b++) {
-                const __m256i q = unpack_nibbles(wr[b].qs);  // unsigned 0..15
-                const float dw = h2f(wr[b].d), mw = h2f(wr[b].m);
-                for (int64_t c = 0; c < ncc; c++) {
-                    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xc[c][b].qs));
-                    const __m256i p = dot_u8_s8(q, y);
-                    acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dw * h2f(xc[c][b].d)), _mm256_cvtepi32_ps(p), acc[c]);
-                    accm[c] += mw * h2f(xc[c][b].d) * static_cast<float>(xc[c][b].sum);
-                }
-            }
-            for (int64_t c = 0; c < ncc; c++) out[(c0 + c) * ldo + r] = hsum_ps(acc[c]) + accm[c];
-        }
-    }
+// One block of one row against one activation block: the float contribution, 8 lanes.
+// The 16 bytes of a Q4/Q4_1 block as 32 unsigned bytes without unpacking: the low lane holds
+// the low nibbles (elements 0..15), the high lane the high nibbles in place, i.e. 16 x
+// elements 16..31. Dot-product lanes 4..7 are therefore 16x too; block_q8_s::bias is stored
+// to match, and each row's sum scales those lanes by 1/16 once (exact: a power of two).
+static inline __m256i q4_bytes(const uint8_t * qs) {
+    const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i *>(qs)));
+    return _mm256_and_si256(t, _mm256_setr_epi64x(0x0f0f0f0f0f0f0f0fll, 0x0f0f0f0f0f0f0f0fll,
+                                                  static_cast<long long>(0xf0f0f0f0f0f0f0f0ull),
+                                                  static_cast<long long>(0xf0f0f0f0f0f0f0f0ull)));
 }
 
-static void gemm_q8_0(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
-                      int64_t nc, float * out, size_t ldo) {
-    const int64_t nb = n / QK;
-    for (int64_t c0 = 0; c0 < nc; c0 += LOOPLM_TILE_COLS) {
-        const int64_t ncc = nc - c0 < LOOPLM_TILE_COLS ? nc - c0 : LOOPLM_TILE_COLS;
-        const block_q8_0 * xc[LOOPLM_TILE_COLS];
+static inline __m256 lane_scale() { return _mm256_setr_ps(1, 1, 1, 1, 0.0625f, 0.0625f, 0.0625f, 0.0625f); }
+
+static inline __m256 half_to_ps(uint16_t h) { return _mm256_cvtph_ps(_mm_set1_epi16(static_cast<short>(h))); }
+
+// -128 * (x lane sums): the offset of a Q8_0 weight flipped to unsigned (w ^ 0x80 = w + 128).
+static inline __m256i bias128(const block_q8_s & x) {
+    return _mm256_sllv_epi32(load256(x.bias), _mm256_setr_epi32(4, 4, 4, 4, 0, 0, 0, 0));
+}
+
+// One block of one row against one activation block: the dot product's float lanes, still to
+// be multiplied by d_w * d_x.
+static inline __m256 ilanes_q4_0(const block_q4_0 & w, const block_q8_s & x) {
+    return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(load256(x.bias), q4_bytes(w.qs), load256(x.qs)));
+}
+
+static inline __m256 ilanes_q8_0(const block_q8_0 & w, const block_q8_s & x) {
+    const __m256i q = _mm256_xor_si256(load256(w.qs), _mm256_set1_epi8(static_cast<char>(0x80)));
+    return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(bias128(x), q, load256(x.qs)));
+}
+
+// The decode case (one activation column): four independent accumulators, so the FMA
+// latency chain does not bound the loop. SCALE is the final per-lane factor.
+#define LOOPLM_ROW1(NAME, WT, LANES, SCALE)                                                             \
+    static float NAME(int64_t nb, const void * vw, const block_q8_s * x) {                             \
+        const WT * w = static_cast<const WT *>(vw);                                                    \
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();                                    \
+        __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();                                    \
+        int64_t b = 0;                                                                                 \
+        for (; b + 4 <= nb; b += 4) {                                                                  \
+            a0 = _mm256_fmadd_ps(LANES(w[b], x[b]), _mm256_mul_ps(half_to_ps(w[b].d), _mm256_set1_ps(x[b].d)), a0); \
+            a1 = _mm256_fmadd_ps(LANES(w[b + 1], x[b + 1]),                                            \
+                                 _mm256_mul_ps(half_to_ps(w[b + 1].d), _mm256_set1_ps(x[b + 1].d)), a1); \
+            a2 = _mm256_fmadd_ps(LANES(w[b + 2], x[b + 2]),                                            \
+                                 _mm256_mul_ps(half_to_ps(w[b + 2].d), _mm256_set1_ps(x[b + 2].d)), a2); \
+            a3 = _mm256_fmadd_ps(LANES(w[b + 3], x[b + 3]),                                            \
+                                 _mm256_mul_ps(half_to_ps(w[b + 3].d), _mm256_set1_ps(x[b + 3].d)), a3); \
+        }                                                                                              \
+        for (; b < nb; b++) {                                                                          \
+            a0 = _mm256_fmadd_ps(LANES(w[b], x[b]), _mm256_mul_ps(half_to_ps(w[b].d), _mm256_set1_ps(x[b].d)), a0); \
+        }                                                                                              \
+        const __m256 sum = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));              \
+        return hsum_ps(_mm256_mul_ps(sum, SCALE));                                                     \
+    }
+
+LOOPLM_ROW1(row1_q4_0, block_q4_0, ilanes_q4_0, lane_scale())
+LOOPLM_ROW1(row1_q8_0, block_q8_0, ilanes_q8_0, _mm256_set1_ps(1.0f))
+
+static void row_q4_0(int64_t nb, const void * vw, const block_q8_s * const * x, int64_t ncc, float * out, size_t ldo) {
+    const block_q4_0 * w = static_cast<const block_q4_0 *>(vw);
+    __m256 acc[LOOPLM_TILE_COLS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t b = 0; b < nb; b++) {
+        const __m256i q = q4_bytes(w[b].qs);
+        const __m256 dw = half_to_ps(w[b].d);
         for (int64_t c = 0; c < ncc; c++) {
-            xc[c] = reinterpret_cast<const block_q8_0 *>(static_cast<const char *>(x) + (c0 + c) * xs);
-        }
-        for (int64_t r = 0; r < nr; r++) {
-            const block_q8_0 * wr = reinterpret_cast<const block_q8_0 *>(static_cast<const char *>(w) + r * ws);
-            __m256 acc[LOOPLM_TILE_COLS] = {_mm256_setzero_ps(), _mm256_setzero_ps(),
-                                            _mm256_setzero_ps(), _mm256_setzero_ps()};
-            for (int64_t b = 0; b < nb; b++) {
-                const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(wr[b].qs));
-                const __m256i aq = _mm256_sign_epi8(q, q);
-                const float dw = h2f(wr[b].d);
-                for (int64_t c = 0; c < ncc; c++) {
-                    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(xc[c][b].qs));
-                    const __m256i p = dot_u8_s8(aq, _mm256_sign_epi8(y, q));
-                    acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dw * h2f(xc[c][b].d)), _mm256_cvtepi32_ps(p), acc[c]);
-                }
-            }
-            for (int64_t c = 0; c < ncc; c++) out[(c0 + c) * ldo + r] = hsum_ps(acc[c]);
+            const block_q8_s & xb = x[c][b];
+            const __m256i p = _mm256_dpbusd_epi32(load256(xb.bias), q, load256(xb.qs));
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw, _mm256_set1_ps(xb.d)), acc[c]);
         }
     }
+    for (int64_t c = 0; c < ncc; c++) out[c * ldo] = hsum_ps(_mm256_mul_ps(acc[c], lane_scale()));
+}
+
+static void row_q4_1(int64_t nb, const void * vw, const block_q8_s * const * x, int64_t ncc, float * out, size_t ldo) {
+    const block_q4_1 * w = static_cast<const block_q4_1 *>(vw);
+    __m256 acc[LOOPLM_TILE_COLS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    float accm[LOOPLM_TILE_COLS] = {0, 0, 0, 0};
+    for (int64_t b = 0; b < nb; b++) {
+        const __m256i q = q4_bytes(w[b].qs);
+        const __m256 dw = half_to_ps(w[b].d);
+        const float mw = h2f(w[b].m);
+        for (int64_t c = 0; c < ncc; c++) {
+            const block_q8_s & xb = x[c][b];
+            const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, load256(xb.qs));
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw, _mm256_set1_ps(xb.d)), acc[c]);
+            accm[c] += mw * xb.ds;
+        }
+    }
+    for (int64_t c = 0; c < ncc; c++) out[c * ldo] = hsum_ps(_mm256_mul_ps(acc[c], lane_scale())) + accm[c];
+}
+
+static void row_q8_0(int64_t nb, const void * vw, const block_q8_s * const * x, int64_t ncc, float * out, size_t ldo) {
+    const block_q8_0 * w = static_cast<const block_q8_0 *>(vw);
+    __m256 acc[LOOPLM_TILE_COLS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+    for (int64_t b = 0; b < nb; b++) {
+        const __m256i q = _mm256_xor_si256(load256(w[b].qs), flip);
+        const __m256 dw = half_to_ps(w[b].d);
+        for (int64_t c = 0; c < ncc; c++) {
+            const block_q8_s & xb = x[c][b];
+            const __m256i p = _mm256_dpbusd_epi32(bias128(xb), q, load256(xb.qs));
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw, _mm256_set1_ps(xb.d)), acc[c]);
+        }
+    }
+    for (int64_t c = 0; c < ncc; c++) out[c * ldo] = hsum_ps(acc[c]);
+}
+
+static void gemm_q4_0(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
+                      float * out, size_t ldo) {
+    if (nc == 1) {
+        const block_q8_s * x0 = static_cast<const block_q8_s *>(x);
+        for (int64_t r = 0; r < nr; r++) out[r] = row1_q4_0(n / QK, static_cast<const char *>(w) + r * ws, x0);
+        return;
+    }
+    gemm_rows(row_q4_0, n, w, ws, nr, x, xs, nc, out, ldo);
+}
+
+static void gemm_q4_1(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
+                      float * out, size_t ldo) {
+    gemm_rows(row_q4_1, n, w, ws, nr, x, xs, nc, out, ldo);
+}
+
+static void gemm_q8_0(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
+                      float * out, size_t ldo) {
+    if (nc == 1) {
+        const block_q8_s * x0 = static_cast<const block_q8_s *>(x);
+        for (int64_t r = 0; r < nr; r++) out[r] = row1_q8_0(n / QK, static_cast<const char *>(w) + r * ws, x0);
+        return;
+    }
+    gemm_rows(row_q8_0, n, w, ws, nr, x, xs, nc, out, ldo);
 }
 
 static inline __m256 load_f16(const uint16_t * p) {
@@ -300,8 +339,8 @@ static void gemm_f32(int64_t n, const void * w, size_t ws, int64_t nr, const voi
 }  // namespace
 
 extern const Kernels kernels_avx512 = {
-    "avx512",    quantize_q8_0, quantize_q8_1, gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_f16,
-    gemm_bf16, gemm_f32,      dot_f16_f32,   dot_f32,   axpy_f16,  axpy_f32,  f32_to_f16,
+    "avx512",    quantize_q8, gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_f16, gemm_bf16, gemm_f32,
+    dot_f16_f32, dot_f32,   axpy_f16,  axpy_f32,  f32_to_f16,
 };
 
 }  // namespace looplm

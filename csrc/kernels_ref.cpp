@@ -10,18 +10,14 @@ namespace looplm {
 
 namespace {
 
-void quantize_q8_0(const float * x, void * y, int64_t n) {
-    quantize_row_q8_0_ref(x, static_cast<block_q8_0 *>(y), n);
-}
-
-void quantize_q8_1(const float * x, void * y, int64_t n) {
-    quantize_row_q8_1_ref(x, static_cast<block_q8_1 *>(y), n);
+void quantize_q8(const float * x, void * y, int64_t n) {
+    quantize_row_q8_s_ref(x, static_cast<block_q8_s *>(y), n);
 }
 
 // sum_b d_w d_x sum_j (q_w - 8) q_x
-float dot_q4_0_q8_0(int64_t n, const void * vw, const void * vx) {
+float dot_q4_0(int64_t n, const void * vw, const void * vx) {
     const block_q4_0 * w = static_cast<const block_q4_0 *>(vw);
-    const block_q8_0 * x = static_cast<const block_q8_0 *>(vx);
+    const block_q8_s * x = static_cast<const block_q8_s *>(vx);
     float sum = 0.0f;
     for (int64_t b = 0; b < n / QK; b++) {
         int sumi = 0;
@@ -29,15 +25,15 @@ float dot_q4_0_q8_0(int64_t n, const void * vw, const void * vx) {
             sumi += ((w[b].qs[j] & 0x0f) - 8) * x[b].qs[j];
             sumi += ((w[b].qs[j] >> 4) - 8) * x[b].qs[j + QK / 2];
         }
-        sum += fp16_to_fp32(w[b].d) * fp16_to_fp32(x[b].d) * static_cast<float>(sumi);
+        sum += fp16_to_fp32(w[b].d) * x[b].d * static_cast<float>(sumi);
     }
     return sum;
 }
 
-// sum_b d_x (d_w sum_j q_w q_x + m_w sum_j q_x)
-float dot_q4_1_q8_1(int64_t n, const void * vw, const void * vx) {
+// sum_b (d_w d_x sum_j q_w q_x + m_w d_x sum_j q_x), the last term precomputed as ds
+float dot_q4_1(int64_t n, const void * vw, const void * vx) {
     const block_q4_1 * w = static_cast<const block_q4_1 *>(vw);
-    const block_q8_1 * x = static_cast<const block_q8_1 *>(vx);
+    const block_q8_s * x = static_cast<const block_q8_s *>(vx);
     float sum = 0.0f;
     for (int64_t b = 0; b < n / QK; b++) {
         int sumi = 0;
@@ -45,20 +41,19 @@ float dot_q4_1_q8_1(int64_t n, const void * vw, const void * vx) {
             sumi += (w[b].qs[j] & 0x0f) * x[b].qs[j];
             sumi += (w[b].qs[j] >> 4) * x[b].qs[j + QK / 2];
         }
-        sum += fp16_to_fp32(x[b].d) * (fp16_to_fp32(w[b].d) * static_cast<float>(sumi) +
-                                       fp16_to_fp32(w[b].m) * static_cast<float>(x[b].sum));
+        sum += fp16_to_fp32(w[b].d) * x[b].d * static_cast<float>(sumi) + fp16_to_fp32(w[b].m) * x[b].ds;
     }
     return sum;
 }
 
-float dot_q8_0_q8_0(int64_t n, const void * vw, const void * vx) {
+float dot_q8_0(int64_t n, const void * vw, const void * vx) {
     const block_q8_0 * w = static_cast<const block_q8_0 *>(vw);
-    const block_q8_0 * x = static_cast<const block_q8_0 *>(vx);
+    const block_q8_s * x = static_cast<const block_q8_s *>(vx);
     float sum = 0.0f;
     for (int64_t b = 0; b < n / QK; b++) {
         int sumi = 0;
         for (int j = 0; j < QK; j++) sumi += w[b].qs[j] * x[b].qs[j];
-        sum += fp16_to_fp32(w[b].d) * fp16_to_fp32(x[b].d) * static_cast<float>(sumi);
+        sum += fp16_to_fp32(w[b].d) * x[b].d * static_cast<float>(sumi);
     }
     return sum;
 }
@@ -108,17 +103,17 @@ void tile(Dot dot, int64_t n, const void * w, size_t wstride, int64_t nr, const 
 
 void gemm_q4_0(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
                int64_t nc, float * out, size_t ldo) {
-    tile(dot_q4_0_q8_0, n, w, ws, nr, x, xs, nc, out, ldo);
+    tile(dot_q4_0, n, w, ws, nr, x, xs, nc, out, ldo);
 }
 
 void gemm_q4_1(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
                int64_t nc, float * out, size_t ldo) {
-    tile(dot_q4_1_q8_1, n, w, ws, nr, x, xs, nc, out, ldo);
+    tile(dot_q4_1, n, w, ws, nr, x, xs, nc, out, ldo);
 }
 
 void gemm_q8_0(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
                int64_t nc, float * out, size_t ldo) {
-    tile(dot_q8_0_q8_0, n, w, ws, nr, x, xs, nc, out, ldo);
+    tile(dot_q8_0, n, w, ws, nr, x, xs, nc, out, ldo);
 }
 
 void gemm_f16(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
@@ -148,8 +143,8 @@ void gemm_f32(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, 
 }  // namespace
 
 extern const Kernels kernels_ref = {
-    "ref",     quantize_q8_0, quantize_q8_1, gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_f16,
-    gemm_bf16, gemm_f32,      dot_f16_f32,   dot_f32,   axpy_f16,  axpy_f32,  f32_to_f16,
+    "ref",     quantize_q8, gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_f16, gemm_bf16, gemm_f32,
+    dot_f16_f32, dot_f32,   axpy_f16,  axpy_f32,  f32_to_f16,
 };
 
 }  // namespace looplm

@@ -197,8 +197,8 @@ void Context::project(const float * x, int64_t n, const Tensor * const * ws, flo
     int start = 0;
     while (start < count) {
         int end = start + 1;
-        const DType at = activation_type(ws[start]->type);
-        while (end < count && activation_type(ws[end]->type) == at) end++;
+        const bool q = takes_quantized(ws[start]->type);
+        while (end < count && takes_quantized(ws[end]->type) == q) end++;
         ops_.prepare(ws[start]->type, x, n, ws[start]->ne0, act_);
         ops_.matmul_many(ws + start, outs + start, end - start, act_);
         start = end;

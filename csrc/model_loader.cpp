@@ -1,6 +1,7 @@
 // model_loader.cpp - Model: hyper-parameters from the GGUF keys and weight views, every
 // shape and type checked against them (llama.cpp's key and tensor names).
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 #include "model.h"
@@ -98,9 +99,11 @@ Vocab load_vocab(const GGUFFile & f, int64_t n_vocab) {
     if (model == "no_vocab") return v;  // llama.cpp's marker for a file without a vocabulary
     const std::string pre = f.get_string("tokenizer.ggml.pre", "default");
     std::vector<std::string> tokens = f.get_string_array("tokenizer.ggml.tokens");
-    if (static_cast<int64_t>(tokens.size()) > n_vocab) {
-        f.fail("tokenizer.ggml.tokens holds " + std::to_string(tokens.size()) + " tokens, more than the " +
-               std::to_string(n_vocab) + " rows of token_embd.weight");
+    // One token per embedding row, as llama.cpp requires: a row without a token could be
+    // sampled and then has no text, one without a row could be fed to the model.
+    if (static_cast<int64_t>(tokens.size()) != n_vocab) {
+        f.fail("tokenizer.ggml.tokens holds " + std::to_string(tokens.size()) + " tokens, but token_embd.weight has " +
+               std::to_string(n_vocab) + " rows");
     }
     std::vector<int32_t> types(tokens.size(), TOKEN_NORMAL);
     if (f.has("tokenizer.ggml.token_type")) {
@@ -141,7 +144,7 @@ Model::Model(const std::string & path) : file_(new GGUFFile(path)) {
     Config & c = config_;
     c.arch = f.get_string("general.architecture");
     if (c.arch != "ouro" && c.arch != "llama" && c.arch != "nanbeige") {
-        f.fail("architecture '" + c.arch + "' is not supported (looplm runs 'ouro', 'llama' and 'nanbeige')");
+        f.fail("architecture " + GGUFFile::quote(c.arch) + " is not supported (looplm runs 'ouro', 'llama' and 'nanbeige')");
     }
     Loader ld(f, c.arch);
     c.n_embd = ld.count("embedding_length", 1 << 16);
@@ -169,12 +172,15 @@ Model::Model(const std::string & path) : file_(new GGUFFile(path)) {
         f.fail("partial rotary embeddings (rope.dimension_count != head dim) are not supported");
     }
     const std::string scaling = f.get_string(ld.key("rope.scaling.type"), "none");
-    if (scaling != "none") f.fail("rope scaling '" + scaling + "' is not supported");
+    if (scaling != "none") f.fail("rope scaling " + GGUFFile::quote(scaling) + " is not supported");
     c.rms_eps = static_cast<float>(f.get_float(ld.key("attention.layer_norm_rms_epsilon")));
     c.rope_theta = static_cast<float>(f.get_float(ld.key("rope.freq_base"), 10000.0));
-    if (!(c.rms_eps > 0.0f) || !(c.rope_theta > 0.0f)) f.fail("rms epsilon and rope.freq_base must be positive");
-    c.n_loops = static_cast<int>(f.get_uint(ld.key("num_loops"), 1));
-    if (c.n_loops < 1 || c.n_loops > 64) f.fail("key '" + ld.key("num_loops") + "' must be in 1..64");
+    if (!(c.rms_eps > 0.0f) || !(c.rope_theta > 0.0f) || !std::isfinite(c.rms_eps) || !std::isfinite(c.rope_theta)) {
+        f.fail("rms epsilon and rope.freq_base must be positive and finite");
+    }
+    const uint64_t n_loops = f.get_uint(ld.key("num_loops"), 1);  // range-checked before the cast
+    if (n_loops < 1 || n_loops > 64) f.fail("key '" + ld.key("num_loops") + "' = " + std::to_string(n_loops) + " must be in 1..64");
+    c.n_loops = static_cast<int>(n_loops);
     if (f.get_bool(ld.key("skip_loop_final_norm"), false)) {
         f.fail("skip_loop_final_norm = true is not supported (Ouro norms between loops)");
     }
@@ -195,6 +201,9 @@ Model::Model(const std::string & path) : file_(new GGUFFile(path)) {
         c.has_gate = true;
     }
     c.exit_threshold = f.get_float("ouro.exit_gate.threshold", 1.0);
+    if (!(c.exit_threshold >= 0.0) || !std::isfinite(c.exit_threshold)) {
+        f.fail("key 'ouro.exit_gate.threshold' = " + std::to_string(c.exit_threshold) + " must be a finite number >= 0");
+    }
 
     const GGUFTensor * embd = f.tensor("token_embd.weight");
     if (!embd) f.fail("missing tensor 'token_embd.weight'");

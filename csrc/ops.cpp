@@ -26,35 +26,29 @@ GemmFn gemm_for(const Kernels & k, DType t) {
 
 }  // namespace
 
-DType activation_type(DType weight) {
-    switch (weight) {
-        case DType::Q4_0:
-        case DType::Q8_0: return DType::Q8_0;
-        case DType::Q4_1: return DType::Q8_1;
-        default: return DType::F32;
-    }
+bool takes_quantized(DType weight) {
+    return weight == DType::Q4_0 || weight == DType::Q4_1 || weight == DType::Q8_0;
 }
 
 void Ops::prepare(DType weight, const float * x, int64_t rows, int64_t n, Activations & a) {
-    a.type = activation_type(weight);
+    a.quantized = takes_quantized(weight);
     a.n = n;
     a.rows = rows;
-    if (a.type == DType::F32) {
+    if (!a.quantized) {
         a.stride = static_cast<size_t>(n) * sizeof(float);
         a.data = x;
         return;
     }
-    a.stride = static_cast<size_t>(row_bytes(a.type, n));
+    a.stride = static_cast<size_t>(n / QK) * sizeof(block_q8_s);
     if (a.buffer.size() < a.stride * static_cast<size_t>(rows)) a.buffer.resize(a.stride * static_cast<size_t>(rows));
     uint8_t * dst = a.buffer.data();
-    auto quantize = a.type == DType::Q8_0 ? k.quantize_q8_0 : k.quantize_q8_1;
     const size_t stride = a.stride;
     if (rows == 1) {
-        quantize(x, dst, n);  // too little work to share
+        k.quantize_q8(x, dst, n);  // too little work to share
     } else {
         pool.run([&](int ith, int nth) {
             const Range r = split_range(rows, ith, nth);
-            for (int64_t i = r.begin; i < r.end; i++) quantize(x + i * n, dst + i * stride, n);
+            for (int64_t i = r.begin; i < r.end; i++) k.quantize_q8(x + i * n, dst + i * stride, n);
         });
     }
     a.data = dst;

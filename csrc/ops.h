@@ -25,12 +25,12 @@ struct Tensor {
     const void * row(int64_t i) const { return static_cast<const char *>(data) + i * row_bytes; }
 };
 
-// The activation type a weight type's kernels consume.
-DType activation_type(DType weight);
+// Whether a weight type's kernels take quantized (block_q8_s) activations, not f32.
+bool takes_quantized(DType weight);
 
-// Activations prepared for one weight type: f32 rows as given, or quantized to Q8_0/Q8_1.
+// Activations prepared for one weight type: f32 rows as given, or quantized to block_q8_s.
 struct Activations {
-    DType type = DType::F32;
+    bool quantized = false;
     int64_t n = 0, rows = 0;  // row length, number of rows (tokens)
     size_t stride = 0;        // bytes between rows
     const void * data = nullptr;

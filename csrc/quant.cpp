@@ -122,19 +122,23 @@ void quantize_row_q8_0_ref(const float * x, block_q8_0 * y, int64_t n) {
     }
 }
 
-void quantize_row_q8_1_ref(const float * x, block_q8_1 * y, int64_t n) {
-    for (int64_t b = 0; b < n / QK; b++, x += QK) {
-        float amax = 0.0f;
-        for (int j = 0; j < QK; j++) amax = std::fmax(amax, std::fabs(x[j]));
-        const float d = amax / 127.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        y[b].d = fp32_to_fp16(d);
-        int sum = 0;
-        for (int j = 0; j < QK; j++) {
-            y[b].qs[j] = static_cast<int8_t>(std::roundf(x[j] * id));
-            sum += y[b].qs[j];
-        }
-        y[b].sum = static_cast<int16_t>(sum);
+void finish_block_q8_s(block_q8_s * y) {
+    int sum = 0;
+    for (int i = 0; i < QK / 4; i++) {
+        const int lane = y->qs[4 * i] + y->qs[4 * i + 1] + y->qs[4 * i + 2] + y->qs[4 * i + 3];
+        y->bias[i] = (i < QK / 8 ? -8 : -128) * lane;
+        sum += lane;
+    }
+    y->ds = y->d * static_cast<float>(sum);
+}
+
+void quantize_row_q8_s_ref(const float * x, block_q8_s * y, int64_t n) {
+    block_q8_0 b;
+    for (int64_t i = 0; i < n / QK; i++) {
+        quantize_row_q8_0_ref(x + i * QK, &b, QK);
+        y[i].d = fp16_to_fp32(b.d);
+        std::memcpy(y[i].qs, b.qs, QK);
+        finish_block_q8_s(&y[i]);
     }
 }
 

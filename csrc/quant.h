@@ -59,15 +59,22 @@ struct block_q8_0 {
 };
 static_assert(sizeof(block_q8_0) == 34, "block_q8_0 is 34 bytes on disk");
 
-// Q8_1 as looplm holds it in memory (never in files): Q8_0 plus the exact integer sum of
-// the quants, so that the m * sum(x) term of a Q4_1 dot product is exact. ggml's Q8_1
-// stores fp16(d * sum) instead, which rounds.
-struct block_q8_1 {
-    uint16_t d;   // fp16 scale
-    int16_t sum;  // sum(qs), |sum| <= 32 * 127
+// The activation block of every integer kernel, in memory only (never in files): Q8_0's
+// quants and scale (bit-exact with ggml's Q8_0: the scale is the fp16-rounded amax/127,
+// widened to f32 so kernels need not convert it) plus two precomputed terms:
+//   ds   = d * sum(qs), the partner of Q4_1's minimum m: dot(d_w q + m, x) needs m * ds;
+//   bias = Q4_0's offset -8 * sum(x) per 4-element lane (lane i: qs[4i..4i+3]), so that
+//          dot(q - 8, x) becomes an unsigned x signed product plus a constant. Lanes 4..7
+//          (elements 16..31, Q4_0's high nibbles) are stored x16: the VNNI kernel multiplies
+//          the high nibbles in place (q & 0xF0 = 16 q) and scales those lanes by 1/16 once
+//          per row. Kernels that want plain -8 sums shift lanes 4..7 right by 4.
+struct block_q8_s {
+    float d;
+    float ds;
     int8_t qs[QK];
+    int32_t bias[QK / 4];
 };
-static_assert(sizeof(block_q8_1) == 36, "block_q8_1 is 36 bytes");
+static_assert(sizeof(block_q8_s) == 72, "block_q8_s is 72 bytes");
 
 struct TypeInfo {
     const char * name;  // ggml's spelling, e.g. "Q4_0"
@@ -88,7 +95,10 @@ float bf16_to_fp32(uint16_t h);
 
 // Scalar reference quantizers, bit-exact with ggml's (and gguf-py's) reference code.
 void quantize_row_q8_0_ref(const float * x, block_q8_0 * y, int64_t n);
-void quantize_row_q8_1_ref(const float * x, block_q8_1 * y, int64_t n);
+// Activations: the Q8_0 quantization of x with the precomputed terms of block_q8_s.
+void quantize_row_q8_s_ref(const float * x, block_q8_s * y, int64_t n);
+// Fills ds and bias of a block whose d and qs are set.
+void finish_block_q8_s(block_q8_s * y);
 void quantize_row_q4_0_ref(const float * x, block_q4_0 * y, int64_t n);
 void quantize_row_q4_1_ref(const float * x, block_q4_1 * y, int64_t n);
 

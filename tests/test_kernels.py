@@ -24,27 +24,19 @@ def activations(rows: int, n: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("kset", KERNEL_SETS)
-def test_quantize_q8_0_equals_gguf(kset):
+def test_quantize_equals_gguf(kset):
+    """Activation blocks: the Q8_0 part equals gguf-py's quantizer byte for byte; the
+    precomputed terms are ds = d * sum(q) and bias = -8 * (sums of 4 quants), lanes 4..7 x16."""
     x = activations(8, 256)
     for row in x:
-        got = np.frombuffer(_core.kernel_quantize(kset, "q8_0", row), np.uint8)
-        np.testing.assert_array_equal(got, gguf.quants.quantize(row[None], QT.Q8_0)[0])
-
-
-def q8_1_numpy(x: np.ndarray) -> bytes:
-    """looplm's in-memory Q8_1: gguf-py's Q8_0 block with the int16 sum of its quants."""
-    out = b""
-    for blk in gguf.quants.quantize(x[None], QT.Q8_0).reshape(-1, 34):
-        q = blk[2:].view(np.int8)
-        out += blk[:2].tobytes() + np.int16(q.astype(np.int32).sum()).tobytes() + q.tobytes()
-    return out
-
-
-@pytest.mark.parametrize("kset", KERNEL_SETS)
-def test_quantize_q8_1(kset):
-    x = activations(4, 128)
-    for row in x:
-        assert _core.kernel_quantize(kset, "q8_1", row) == q8_1_numpy(row)
+        q8, ds, bias = _core.kernel_quantize(kset, row)
+        ref = gguf.quants.quantize(row[None], QT.Q8_0)[0]
+        np.testing.assert_array_equal(np.frombuffer(q8, np.uint8), ref)
+        blocks = ref.reshape(-1, 34)
+        d = blocks[:, :2].copy().view(np.float16).astype(np.float32)[:, 0]
+        q = blocks[:, 2:].view(np.int8).astype(np.int32)
+        np.testing.assert_array_equal(bias, -8 * q.reshape(-1, 8, 4).sum(-1) * np.array([1, 1, 1, 1, 16, 16, 16, 16]))
+        np.testing.assert_array_equal(ds, d * q.sum(-1).astype(np.float32))
 
 
 def weights(qtype: QT, rows: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,9 +53,7 @@ def weights(qtype: QT, rows: int, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def dequant_acts(qtype: QT, x: np.ndarray) -> np.ndarray:
     """What the kernels multiply: the activations as the weight type's kernels see them."""
-    if qtype in (QT.Q4_0, QT.Q8_0):
-        return gguf.quants.dequantize(gguf.quants.quantize(x, QT.Q8_0), QT.Q8_0)
-    if qtype == QT.Q4_1:  # Q8_1 has the same values as Q8_0 (plus a sum)
+    if qtype in (QT.Q4_0, QT.Q4_1, QT.Q8_0):  # Q8_0-quantized activations
         return gguf.quants.dequantize(gguf.quants.quantize(x, QT.Q8_0), QT.Q8_0)
     return x
 
@@ -116,4 +106,4 @@ def test_kernel_choice():
     assert looplm.kernels() == KERNEL_SETS[-1]  # the fastest available set is the default
     assert KERNEL_SETS[0] == "ref"
     with pytest.raises(ValueError, match="kernel set 'nope'"):
-        _core.kernel_quantize("nope", "q8_0", np.zeros(32, np.float32))
+        _core.kernel_quantize("nope", np.zeros(32, np.float32))

@@ -233,6 +233,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run  # noqa: PLC0415
+
+    return run(args)
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     import looplm
 
@@ -315,6 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--think", action="store_true", help="open replies with <think> (Thinking models)")
     add_sampling_options(ch)
     ch.set_defaults(func=cmd_chat)
+
+    from .bench import add_arguments as add_bench_arguments  # noqa: PLC0415
+
+    b = sub.add_parser("bench", help="pp/tg speed and bandwidth (llama-bench's tables)")
+    add_bench_arguments(b)
+    b.set_defaults(func=cmd_bench)
 
     i = sub.add_parser("info", help="describe a model file and the kernels that will run it")
     i.add_argument("-m", "--model", required=True)

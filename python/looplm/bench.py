@@ -1,0 +1,160 @@
+"""``looplm bench``: prompt (ppN) and generation (tgN) speed in llama-bench's vocabulary, with
+the effective memory bandwidth of decoding as a share of the machine's measured read
+bandwidth.
+
+Decoding a looped model is memory-bound: every loop streams the whole layer stack again, so
+the bytes read per generated token are ``mean loops x layer-stack bytes + lm_head bytes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import _core
+from .model import Model
+
+
+@dataclass
+class Result:
+    test: str  # "pp512" / "tg128"
+    threads: int
+    loops: int
+    threshold: float
+    tps: list[float]
+    mean_loops: float
+    bytes_per_token: float
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.tps)
+
+    @property
+    def sd(self) -> float:
+        return statistics.stdev(self.tps) if len(self.tps) > 1 else 0.0
+
+
+def weight_bytes(info: dict) -> tuple[int, int]:
+    """(bytes of the repeated layer stack, bytes of the output matrix) of a GGUF."""
+    layers = sum(nb for name, _, _, _, nb in info["tensors"] if name.startswith("blk."))
+    names = {name: nb for name, _, _, _, nb in info["tensors"]}
+    return layers, names.get("output.weight", names.get("token_embd.weight", 0))
+
+
+def int_list(s: str) -> list[int]:
+    return [int(x) for x in s.split(",") if x]
+
+
+def float_list(s: str) -> list[float]:
+    return [float(x) for x in s.split(",") if x]
+
+
+def run_one(path: str, test: str, n: int, threads: int, loops: int, threshold: float, reps: int, ctx: int) -> Result:
+    m = Model(path, n_ctx=ctx, n_threads=threads, loops=loops, exit_threshold=threshold,
+              n_batch=max(n, 1) if test == "pp" else 512)  # fmt: skip
+    rng = np.random.default_rng(0)
+    vocab = m.n_vocab
+    tps, loops_seen = [], []
+    for _ in range(reps + 1):  # the first run warms caches and page mappings; not counted
+        m.reset()
+        tokens = rng.integers(0, vocab, size=n).astype(np.int32)
+        if test == "pp":
+            t0 = time.perf_counter()
+            m.eval(tokens)
+            dt = time.perf_counter() - t0
+        else:
+            m.eval(tokens[:1])  # llama-bench's tg starts from one token of context
+            t0 = time.perf_counter()
+            for t in tokens[1:]:
+                m.eval([int(t)])
+            dt = time.perf_counter() - t0
+            n_timed = n - 1
+        tps.append((n if test == "pp" else n_timed) / dt)
+        steps = m.exit_steps
+        loops_seen.append(float(np.mean(steps[1:] if test == "tg" else steps)) + 1)
+    info = _core.file_info(path, 0)
+    layers, out = weight_bytes(info)
+    mean_loops = statistics.fmean(loops_seen[1:])
+    return Result(f"{test}{n}", threads, loops, threshold, tps[1:], mean_loops, mean_loops * layers + out)
+
+
+def synthetic_path(shape: str, qtype: str, gate_bias: float, gate_scale: float) -> str:
+    from . import synthetic  # noqa: PLC0415
+    from .hub import cache_dir  # noqa: PLC0415
+
+    out = cache_dir() / "synthetic" / f"{shape}-{qtype}-gate{gate_bias:g}x{gate_scale:g}.gguf"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(f".{os.getpid()}.tmp")
+        print(f"looplm bench: writing synthetic {shape} {qtype} to {out} ...", file=sys.stderr)
+        try:
+            synthetic.write_gguf(tmp, shape, qtype, gate_bias=gate_bias, gate_scale=gate_scale)
+            tmp.replace(out)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return str(out)
+
+
+def membw_table(threads: list[int]) -> dict[int, float]:
+    return {t: _core.read_bandwidth(t, 1 << 30, 5) for t in threads}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-m", "--model", default=None, help="GGUF file (or use --synthetic)")
+    p.add_argument("--synthetic", choices=["ouro-1.4b", "ouro-2.6b"], default=None,
+                   help="a full-size random-weight model of that shape, made once and cached")  # fmt: skip
+    p.add_argument("--type", choices=["q4_0", "q8_0", "f16"], default="q4_0", help="type of --synthetic")
+    p.add_argument("--gate-bias", type=float, default=0.0, help="--synthetic exit gate bias (high: exit early)")
+    p.add_argument("--gate-scale", type=float, default=1.0, help="--synthetic exit gate spread")
+    p.add_argument("-p", "--n-prompt", type=int_list, default=[512], help="prompt sizes (0: none; default 512)")
+    p.add_argument("-n", "--n-gen", type=int_list, default=[128], help="generation lengths (0: none; default 128)")
+    p.add_argument("-t", "--threads", type=int_list, default=None, help="thread counts, e.g. 1,2,4")
+    p.add_argument("--loops", type=int_list, default=None, help="loop counts, e.g. 1,2,4 (default: trained)")
+    p.add_argument("--exit-threshold", type=float_list, default=[1.0], help="exit thresholds, e.g. 1,0.9,0.5")
+    p.add_argument("-r", "--repetitions", type=int, default=3)
+    p.add_argument("--membw", action="store_true", help="measure the read bandwidth for 1..N threads")
+
+
+def run(args: argparse.Namespace) -> int:
+    threads = args.threads or [_core.physical_cores()]
+    if args.repetitions < 1 or any(t < 1 for t in threads):
+        raise ValueError("repetitions and threads must be >= 1")
+    # the bandwidth of every thread count in the table (and 1..N for --membw)
+    bw = membw_table(sorted(set(threads) | (set(range(1, max(threads) + 1)) if args.membw else set())))
+    if args.membw:
+        print("| threads | read bandwidth |\n|---:|---:|")
+        for t, b in bw.items():
+            print(f"| {t} | {b / 1e9:.1f} GB/s |")
+        if not (args.model or args.synthetic):
+            return 0
+        print()
+    if (args.model is None) == (args.synthetic is None):
+        raise ValueError("give exactly one of -m/--model or --synthetic")
+    path = args.model or synthetic_path(args.synthetic, args.type, args.gate_bias, args.gate_scale)
+    probe = Model(path, n_ctx=8, n_threads=1)
+    cfg = probe.config
+    del probe
+    loops = args.loops or [cfg["n_loops_trained"]]
+    name = Path(path).name
+    print(f"model: {name} | {cfg['arch']} | {cfg['weight_type']} | {cfg['file_size'] / 1e9:.2f} GB | "
+          f"kernels {_core.kernels()} | {os.cpu_count()} CPUs")  # fmt: skip
+    print("| loops | threshold | threads | test | t/s | mean loops | GB/s streamed | % of read bw |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for lp in loops:
+        for thr in args.exit_threshold:
+            for t in threads:
+                tests = [("pp", n) for n in args.n_prompt if n > 0] + [("tg", n) for n in args.n_gen if n > 1]
+                for kind, n in tests:
+                    r = run_one(path, kind, n, t, lp, thr, args.repetitions, max(n + 8, 64))
+                    gbs = r.bytes_per_token * r.mean / 1e9
+                    share = f"{gbs * 1e9 / bw[t]:.0%}" if kind == "tg" and t in bw else ""
+                    print(f"| {lp} | {thr:g} | {t} | {r.test} | {r.mean:.2f} ± {r.sd:.2f} | {r.mean_loops:.2f} | "
+                          f"{gbs if kind == 'tg' else 0:.1f} | {share} |", flush=True)  # fmt: skip
+    return 0
