@@ -3,10 +3,9 @@ fills the skipped loops' KV slots by the documented policy."""
 
 from __future__ import annotations
 
+import looplm
 import numpy as np
 import pytest
-
-import looplm
 from looplm import reference as R
 
 TOKENS = [5, 99, 180, 3, 250, 17, 300, 44, 120, 121, 7, 8, 9, 200, 201, 202, 31, 32, 33, 34]

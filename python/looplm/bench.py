@@ -86,8 +86,8 @@ def run_one(path: str, test: str, n: int, threads: int, loops: int, threshold: f
 
 
 def synthetic_path(shape: str, qtype: str, gate_bias: float, gate_scale: float) -> str:
-    from . import synthetic  # noqa: PLC0415
-    from .hub import cache_dir  # noqa: PLC0415
+    from . import synthetic
+    from .hub import cache_dir
 
     out = cache_dir() / "synthetic" / f"{shape}-{qtype}-gate{gate_bias:g}x{gate_scale:g}.gguf"
     if not out.exists():

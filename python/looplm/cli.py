@@ -47,7 +47,14 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         help="skip: stop at the exit loop (default when threshold < 1); exact: run all loops",
     )
     g.add_argument("--exit-at-step", type=int, default=None, help="always exit at this 0-based loop")
+    g.add_argument(
+        "--kv-fill",
+        choices=["exit", "first"],
+        default="exit",
+        help="skip mode: fill skipped loops' KV from the exit loop (default) or loop 0",
+    )
     g.add_argument("--kv-type", choices=["f16", "f32"], default="f16", help="KV cache type (default f16)")
+    g.add_argument("-b", "--batch-size", type=int, default=256, help="prompt tokens per forward pass (default 256)")
 
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
@@ -99,6 +106,8 @@ def load_model(args: argparse.Namespace):
     from .generate import load
 
     opts = {
+        "kv_fill": args.kv_fill,
+        "n_batch": args.batch_size,
         "n_ctx": args.ctx_size,
         "n_threads": args.threads,
         "loops": args.loops,
@@ -233,8 +242,14 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_perplexity(args: argparse.Namespace) -> int:
+    from .perplexity import run
+
+    return run(args, load_model(args))
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run  # noqa: PLC0415
+    from .bench import run
 
     return run(args)
 
@@ -322,7 +337,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_sampling_options(ch)
     ch.set_defaults(func=cmd_chat)
 
-    from .bench import add_arguments as add_bench_arguments  # noqa: PLC0415
+    from .bench import add_arguments as add_bench_arguments
+    from .perplexity import add_arguments as add_ppl_arguments
+
+    pp = sub.add_parser("perplexity", help="perplexity of a text file (llama.cpp's definition)")
+    add_model_options(pp)
+    add_ppl_arguments(pp)
+    pp.set_defaults(func=cmd_perplexity, ctx_size=512)
 
     b = sub.add_parser("bench", help="pp/tg speed and bandwidth (llama-bench's tables)")
     add_bench_arguments(b)
