@@ -37,6 +37,16 @@ struct Kernels {
     GemmFn gemm_bf16;
     GemmFn gemm_f32;
 
+    // Many-column GEMM for prompts, optional (nullptr where a set has none): pack_x8 packs 8
+    // activation rows (block_q8_s, xs bytes apart) into one group of packed_x8_bytes(n)
+    // bytes; gemm8_* take such groups (xstride = bytes per group, nc a multiple of 8,
+    // n <= kMaxPackedN) and compute what the plain GEMM computes.
+    void (*pack_x8)(int64_t n, const void * x, size_t xs, void * out);
+    size_t (*packed_x8_bytes)(int64_t n);
+    GemmFn gemm8_q4_0;
+    GemmFn gemm8_q4_1;
+    GemmFn gemm8_q8_0;
+
     // Attention over the KV cache (F16 or F32 rows); any n.
     float (*dot_f16_f32)(int64_t n, const uint16_t * a, const float * b);
     float (*dot_f32)(int64_t n, const float * a, const float * b);
@@ -44,6 +54,8 @@ struct Kernels {
     void (*axpy_f32)(int64_t n, float a, const float * x, float * y);
     void (*f32_to_f16)(int64_t n, const float * x, uint16_t * y);          // round to nearest even
 };
+
+constexpr int64_t kMaxPackedN = 16384;
 
 extern const Kernels kernels_ref;
 #if defined(__x86_64__) || defined(_M_X64)

@@ -328,8 +328,9 @@ static void gemm_f32(int64_t n, const void * w, size_t ws, int64_t nr, const voi
 }  // namespace
 
 extern const Kernels kernels_avx2 = {
-    "avx2",    quantize_q8, gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_f16, gemm_bf16, gemm_f32,
-    dot_f16_f32, dot_f32,   axpy_f16,  axpy_f32,  f32_to_f16,
+    "avx2",      quantize_q8, gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_f16, gemm_bf16, gemm_f32,
+    nullptr,     nullptr,     nullptr,   nullptr,   nullptr,
+    dot_f16_f32, dot_f32,     axpy_f16,  axpy_f32,  f32_to_f16,
 };
 
 }  // namespace looplm

@@ -18,59 +18,7 @@ static inline float hsum_ps(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-static inline int hsum_epi32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
-}
-
 static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
-static inline uint16_t f2h(float f) { return static_cast<uint16_t>(_cvtss_sh(f, 0)); }
-
-// Quantizes 32 floats to a block_q8_s exactly as quantize_row_q8_s_ref does: d = amax / 127
-// rounded to fp16, q = round half away from zero of x * (1 / d), plus ds and bias8.
-static inline void quantize_block(const float * x, block_q8_s * y) {
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
-    __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
-    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
-                             _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
-    __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    const float d = _mm_cvtss_f32(m4) / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    const __m256 vid = _mm256_set1_ps(id);
-    const __m256 half = _mm256_set1_ps(0.49999997f);  // nextafter(0.5, 0): exact roundf
-    v0 = _mm256_mul_ps(v0, vid);
-    v1 = _mm256_mul_ps(v1, vid);
-    v2 = _mm256_mul_ps(v2, vid);
-    v3 = _mm256_mul_ps(v3, vid);
-    v0 = _mm256_add_ps(v0, _mm256_or_ps(_mm256_and_ps(v0, sign), half));
-    v1 = _mm256_add_ps(v1, _mm256_or_ps(_mm256_and_ps(v1, sign), half));
-    v2 = _mm256_add_ps(v2, _mm256_or_ps(_mm256_and_ps(v2, sign), half));
-    v3 = _mm256_add_ps(v3, _mm256_or_ps(_mm256_and_ps(v3, sign), half));
-    __m256i i0 = _mm256_cvttps_epi32(v0), i1 = _mm256_cvttps_epi32(v1);
-    __m256i i2 = _mm256_cvttps_epi32(v2), i3 = _mm256_cvttps_epi32(v3);
-    // pack 4x8 int32 -> 32 int8 and undo the lane interleave of the packs
-    i0 = _mm256_packs_epi32(i0, i1);
-    i2 = _mm256_packs_epi32(i2, i3);
-    i0 = _mm256_packs_epi16(i0, i2);
-    const __m256i q = _mm256_permutevar8x32_epi32(i0, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    _mm256_storeu_si256(reinterpret_cast<__m256i *>(y->qs), q);
-    // per-lane sums of 4 quants: bias = -8 * lane (x16 for lanes 4..7), ds = d * sum
-    const __m256i lanes = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q), _mm256_set1_epi16(1));
-    const __m256i bias = _mm256_sllv_epi32(lanes, _mm256_setr_epi32(3, 3, 3, 3, 7, 7, 7, 7));
-    _mm256_storeu_si256(reinterpret_cast<__m256i *>(y->bias), _mm256_sub_epi32(_mm256_setzero_si256(), bias));
-    y->d = _cvtsh_ss(static_cast<uint16_t>(_cvtss_sh(d, 0)));
-    y->ds = y->d * static_cast<float>(hsum_epi32(lanes));
-}
-
-static void quantize_q8(const float * x, void * vy, int64_t n) {
-    block_q8_s * y = static_cast<block_q8_s *>(vy);
-    for (int64_t b = 0; b < n / QK; b++) quantize_block(x + b * QK, y + b);
-}
 
 static inline __m256i load256(const void * p) { return _mm256_loadu_si256(static_cast<const __m256i *>(p)); }
 
@@ -228,119 +176,36 @@ static void gemm_q8_0(int64_t n, const void * w, size_t ws, int64_t nr, const vo
     gemm_rows(row_q8_0, n, w, ws, nr, x, xs, nc, out, ldo);
 }
 
-static inline __m256 load_f16(const uint16_t * p) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
-}
-
-static inline __m256 load_bf16(const uint16_t * p) {
-    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
-}
-
-static float dot_f16_f32(int64_t n, const uint16_t * a, const float * b) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        acc0 = _mm256_fmadd_ps(load_f16(a + i), _mm256_loadu_ps(b + i), acc0);
-        acc1 = _mm256_fmadd_ps(load_f16(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
-    }
-    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(load_f16(a + i), _mm256_loadu_ps(b + i), acc0);
-    float sum = hsum_ps(_mm256_add_ps(acc0, acc1));
-    for (; i < n; i++) sum += h2f(a[i]) * b[i];
-    return sum;
-}
-
-static float dot_bf16_f32(int64_t n, const uint16_t * a, const float * b) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        acc0 = _mm256_fmadd_ps(load_bf16(a + i), _mm256_loadu_ps(b + i), acc0);
-        acc1 = _mm256_fmadd_ps(load_bf16(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
-    }
-    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(load_bf16(a + i), _mm256_loadu_ps(b + i), acc0);
-    float sum = hsum_ps(_mm256_add_ps(acc0, acc1));
-    for (; i < n; i++) sum += bf16_to_fp32(a[i]) * b[i];
-    return sum;
-}
-
-static float dot_f32(int64_t n, const float * a, const float * b) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
-    }
-    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-    float sum = hsum_ps(_mm256_add_ps(acc0, acc1));
-    for (; i < n; i++) sum += a[i] * b[i];
-    return sum;
-}
-
-static void axpy_f16(int64_t n, float a, const uint16_t * x, float * y) {
-    const __m256 va = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, load_f16(x + i), _mm256_loadu_ps(y + i)));
-    }
-    for (; i < n; i++) y[i] += a * h2f(x[i]);
-}
-
-static void axpy_f32(int64_t n, float a, const float * x, float * y) {
-    const __m256 va = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-    }
-    for (; i < n; i++) y[i] += a * x[i];
-}
-
-static void f32_to_f16(int64_t n, const float * x, uint16_t * y) {
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        _mm_storeu_si128(reinterpret_cast<__m128i *>(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), 0));
-    }
-    for (; i < n; i++) y[i] = f2h(x[i]);
-}
-
-typedef float (*DotF16)(int64_t, const uint16_t *, const float *);
-
-// One dot per (row, column): float weights are streamed once per column, which is fine for
-// the F16/BF16/F32 paths (tests, small models); the quantized paths above are the fast ones.
-static void gemm_16bit(DotF16 dot, int64_t n, const void * w, size_t ws, int64_t nr, const void * x,
-                       size_t xs, int64_t nc, float * out, size_t ldo) {
-    for (int64_t c = 0; c < nc; c++) {
-        const float * xc = reinterpret_cast<const float *>(static_cast<const char *>(x) + c * xs);
-        for (int64_t r = 0; r < nr; r++) {
-            out[c * ldo + r] = dot(n, reinterpret_cast<const uint16_t *>(static_cast<const char *>(w) + r * ws), xc);
-        }
-    }
-}
-
-static void gemm_f16(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
-                     int64_t nc, float * out, size_t ldo) {
-    gemm_16bit(dot_f16_f32, n, w, ws, nr, x, xs, nc, out, ldo);
-}
-
-static void gemm_bf16(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
-                      int64_t nc, float * out, size_t ldo) {
-    gemm_16bit(dot_bf16_f32, n, w, ws, nr, x, xs, nc, out, ldo);
-}
-
-static void gemm_f32(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
-                     int64_t nc, float * out, size_t ldo) {
-    for (int64_t c = 0; c < nc; c++) {
-        const float * xc = reinterpret_cast<const float *>(static_cast<const char *>(x) + c * xs);
-        for (int64_t r = 0; r < nr; r++) {
-            out[c * ldo + r] = dot_f32(n, reinterpret_cast<const float *>(static_cast<const char *>(w) + r * ws), xc);
-        }
-    }
-}
-
 }  // namespace
 
+// kernels_avx512_gemm.cpp
+void pack_x8_avx512(int64_t n, const void * x, size_t xs, void * out);
+size_t packed_x8_bytes_avx512(int64_t n);
+void gemm8_q4_0_avx512(int64_t, const void *, size_t, int64_t, const void *, size_t, int64_t, float *, size_t);
+void gemm8_q4_1_avx512(int64_t, const void *, size_t, int64_t, const void *, size_t, int64_t, float *, size_t);
+void gemm8_q8_0_avx512(int64_t, const void *, size_t, int64_t, const void *, size_t, int64_t, float *, size_t);
+
+// The activation quantizer and the float kernels are AVX2's (every CPU with this set has AVX2);
+// kernels_avx2 is constant-initialized, so reading it here is safe at static-init time.
 extern const Kernels kernels_avx512 = {
-    "avx512",    quantize_q8, gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_f16, gemm_bf16, gemm_f32,
-    dot_f16_f32, dot_f32,   axpy_f16,  axpy_f32,  f32_to_f16,
+    "avx512",
+    kernels_avx2.quantize_q8,
+    gemm_q4_0,
+    gemm_q4_1,
+    gemm_q8_0,
+    kernels_avx2.gemm_f16,
+    kernels_avx2.gemm_bf16,
+    kernels_avx2.gemm_f32,
+    pack_x8_avx512,
+    packed_x8_bytes_avx512,
+    gemm8_q4_0_avx512,
+    gemm8_q4_1_avx512,
+    gemm8_q8_0_avx512,
+    kernels_avx2.dot_f16_f32,
+    kernels_avx2.dot_f32,
+    kernels_avx2.axpy_f16,
+    kernels_avx2.axpy_f32,
+    kernels_avx2.f32_to_f16,
 };
 
 }  // namespace looplm

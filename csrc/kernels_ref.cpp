@@ -143,8 +143,9 @@ void gemm_f32(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, 
 }  // namespace
 
 extern const Kernels kernels_ref = {
-    "ref",     quantize_q8, gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_f16, gemm_bf16, gemm_f32,
-    dot_f16_f32, dot_f32,   axpy_f16,  axpy_f32,  f32_to_f16,
+    "ref",       quantize_q8, gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_f16, gemm_bf16, gemm_f32,
+    nullptr,     nullptr,     nullptr,   nullptr,   nullptr,  // no packed GEMM: the plain one is the spec
+    dot_f16_f32, dot_f32,     axpy_f16,  axpy_f32,  f32_to_f16,
 };
 
 }  // namespace looplm

@@ -2,6 +2,7 @@
 // rows (matmul), tokens (norms, rope) or (token, head) pairs (attention).
 #include "ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -11,6 +12,18 @@ namespace {
 
 // Rows per work unit of a matmul: a multiple of the kernels' tiles, small enough to balance.
 constexpr int64_t kRowAlign = 16;
+// Cache blocks of a many-column matmul (see matmul_many).
+constexpr int64_t kRowBlock = 32;
+constexpr int64_t kColBlock = 64;
+
+GemmFn gemm8_for(const Kernels & k, DType t) {
+    switch (t) {
+        case DType::Q4_0: return k.gemm8_q4_0;
+        case DType::Q4_1: return k.gemm8_q4_1;
+        case DType::Q8_0: return k.gemm8_q8_0;
+        default: return nullptr;
+    }
+}
 
 GemmFn gemm_for(const Kernels & k, DType t) {
     switch (t) {
@@ -34,6 +47,7 @@ void Ops::prepare(DType weight, const float * x, int64_t rows, int64_t n, Activa
     a.quantized = takes_quantized(weight);
     a.n = n;
     a.rows = rows;
+    a.packed_rows = 0;
     if (!a.quantized) {
         a.stride = static_cast<size_t>(n) * sizeof(float);
         a.data = x;
@@ -43,15 +57,27 @@ void Ops::prepare(DType weight, const float * x, int64_t rows, int64_t n, Activa
     if (a.buffer.size() < a.stride * static_cast<size_t>(rows)) a.buffer.resize(a.stride * static_cast<size_t>(rows));
     uint8_t * dst = a.buffer.data();
     const size_t stride = a.stride;
+    a.data = dst;
     if (rows == 1) {
         k.quantize_q8(x, dst, n);  // too little work to share
-    } else {
+        return;
+    }
+    const bool pack = k.pack_x8 && rows >= 8 && n <= kMaxPackedN;
+    if (pack) {
+        a.packed_rows = rows / 8 * 8;
+        a.group_bytes = k.packed_x8_bytes(n);
+        if (a.packed.size() < a.group_bytes * static_cast<size_t>(rows / 8)) a.packed.resize(a.group_bytes * static_cast<size_t>(rows / 8));
+    }
+    pool.run([&](int ith, int nth) {
+        const Range r = split_range(rows, ith, nth);
+        for (int64_t i = r.begin; i < r.end; i++) k.quantize_q8(x + i * n, dst + i * stride, n);
+    });
+    if (pack) {
         pool.run([&](int ith, int nth) {
-            const Range r = split_range(rows, ith, nth);
-            for (int64_t i = r.begin; i < r.end; i++) k.quantize_q8(x + i * n, dst + i * stride, n);
+            const Range g = split_range(rows / 8, ith, nth);
+            for (int64_t i = g.begin; i < g.end; i++) k.pack_x8(n, dst + i * 8 * stride, stride, a.packed.data() + i * a.group_bytes);
         });
     }
-    a.data = dst;
 }
 
 void Ops::matmul(const Tensor & w, const Activations & a, float * out) {
@@ -72,8 +98,27 @@ void Ops::matmul_many(const Tensor * const * ws, float * const * outs, int count
             const int64_t b = r.begin > base ? r.begin - base : 0;
             const int64_t e = r.end - base < w.ne1 ? r.end - base : w.ne1;
             if (b >= e) continue;
-            gemm_for(k, w.type)(w.ne0, w.row(b), w.row_bytes, e - b, a.data, a.stride, a.rows,
-                                outs[m] + b, static_cast<size_t>(w.ne1));
+            const GemmFn gemm = gemm_for(k, w.type);
+            const GemmFn gemm8 = a.packed_rows > 0 ? gemm8_for(k, w.type) : nullptr;
+            const size_t ldo = static_cast<size_t>(w.ne1);
+            // Cache blocking for many columns (prompts): a block of kColBlock activation rows
+            // stays in L2 while blocks of kRowBlock weight rows pass through L1 against it.
+            for (int64_t c0 = 0; c0 < a.rows; c0 += kColBlock) {
+                const int64_t c1 = std::min(c0 + kColBlock, a.rows);
+                const int64_t p1 = gemm8 ? std::min(c1, a.packed_rows) : c0;  // [c0, p1): packed groups
+                for (int64_t r0 = b; r0 < e; r0 += kRowBlock) {
+                    const int64_t nr = std::min(kRowBlock, e - r0);
+                    float * o = outs[m] + r0;
+                    if (p1 > c0) {
+                        gemm8(w.ne0, w.row(r0), w.row_bytes, nr, a.packed.data() + (c0 / 8) * a.group_bytes,
+                              a.group_bytes, p1 - c0, o + c0 * ldo, ldo);
+                    }
+                    if (c1 > p1) {
+                        gemm(w.ne0, w.row(r0), w.row_bytes, nr, static_cast<const char *>(a.data) + p1 * a.stride,
+                             a.stride, c1 - p1, o + p1 * ldo, ldo);
+                    }
+                }
+            }
         }
     });
 }

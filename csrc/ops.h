@@ -35,6 +35,10 @@ struct Activations {
     size_t stride = 0;        // bytes between rows
     const void * data = nullptr;
     std::vector<uint8_t> buffer;  // storage when quantized
+    // Rows [0, packed_rows) also packed in groups of 8 for the kernels' many-column GEMM.
+    int64_t packed_rows = 0;
+    size_t group_bytes = 0;
+    std::vector<uint8_t> packed;
 };
 
 class Ops {
