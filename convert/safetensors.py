@@ -127,10 +127,14 @@ class Checkpoint:
         self.where: dict[str, TensorInfo] = {}
         if index.exists():
             try:
-                weight_map = json.loads(index.read_text())["weight_map"]
-                assert isinstance(weight_map, dict)
-            except (OSError, ValueError, KeyError, AssertionError) as e:
+                data = json.loads(index.read_text())
+                weight_map = data["weight_map"] if isinstance(data, dict) else None
+            except (OSError, ValueError, KeyError) as e:
                 raise SafetensorsError(f"{index}: not a valid safetensors index ({e})") from e
+            if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+                raise SafetensorsError(
+                    f"{index}: not a valid safetensors index ('weight_map' must map tensor names to shard file names)"
+                )
             for name, shard in weight_map.items():
                 path = folder / shard
                 if path not in self.files:

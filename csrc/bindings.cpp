@@ -132,11 +132,16 @@ class PyModel {
         if (tokens.ndim() != 1) throw std::invalid_argument("tokens must be a 1-D sequence of ids");
         const int64_t n = tokens.shape(0);
         const int64_t vocab = model_.config().n_vocab;
-        std::vector<float> out(static_cast<size_t>((all_logits ? n : 1) * vocab));
         std::vector<int32_t> ids(tokens.data(), tokens.data() + n);
+        std::vector<float> out;
         {
-            std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
-            if (!lock.owns_lock()) throw std::runtime_error("this Model is in use by another thread");
+            auto lock = claim();
+            // Before sizing the logits by n: a request that cannot fit must not allocate them.
+            if (n > ctx_->kv().n_ctx() - ctx_->n_past()) {
+                throw std::length_error("context overflow: " + std::to_string(ctx_->n_past()) + " tokens in the context + " +
+                                        std::to_string(n) + " new > n_ctx " + std::to_string(ctx_->kv().n_ctx()));
+            }
+            out.resize(static_cast<size_t>((all_logits ? n : 1) * vocab));
             py::gil_scoped_release release;
             ctx_->eval(ids.data(), n, all_logits, out.data());
         }
@@ -151,18 +156,17 @@ class PyModel {
     }
 
     void reset() {
-        std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
-        if (!lock.owns_lock()) throw std::runtime_error("this Model is in use by another thread");
+        auto lock = claim();
         ctx_->reset();
     }
 
     void truncate(int64_t n) {
-        std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
-        if (!lock.owns_lock()) throw std::runtime_error("this Model is in use by another thread");
+        auto lock = claim();
         ctx_->truncate(n);
     }
 
     void set_exit(double threshold, const std::string & mode, int exit_at_step, const std::string & fill) {
+        auto lock = claim();
         ExitPolicy p;
         p.threshold = threshold;
         p.mode = parse_mode(mode);
@@ -172,27 +176,38 @@ class PyModel {
     }
 
     py::tuple get_exit() {
-        const ExitPolicy & p = ctx_->exit_policy();
+        ExitPolicy p;
+        {
+            auto lock = claim();  // copied under the claim, Python objects made after it
+            p = ctx_->exit_policy();
+        }
         return py::make_tuple(p.threshold, p.mode == ExitMode::Skip ? "skip" : "exact", p.exit_at_step,
                               p.fill == KVFill::ExitLoop ? "exit" : "first");
     }
 
-    std::vector<int32_t> tokens() const { return ctx_->tokens(); }
+    std::vector<int32_t> tokens() const {
+        auto lock = claim();
+        return ctx_->tokens();
+    }
 
     void set_loops(int n) {
-        std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
-        if (!lock.owns_lock()) throw std::runtime_error("this Model is in use by another thread");
+        auto lock = claim();
         ctx_->set_loops(n);
     }
 
     int last_exit_step() const {
+        auto lock = claim();
         const std::vector<int8_t> & s = ctx_->exit_steps();
         if (s.empty()) throw std::invalid_argument("the context is empty");
         return s.back();
     }
 
     py::array_t<int8_t> exit_steps() const {
-        const std::vector<int8_t> & s = ctx_->exit_steps();
+        std::vector<int8_t> s;
+        {
+            auto lock = claim();  // copied under the claim, Python objects made after it
+            s = ctx_->exit_steps();
+        }
         py::array_t<int8_t> a(static_cast<py::ssize_t>(s.size()));
         if (!s.empty()) std::memcpy(a.mutable_data(), s.data(), s.size());
         return a;
@@ -200,16 +215,23 @@ class PyModel {
 
     // Keys and values of one (loop, layer) slot as f32 [n_past, kv_dim]; for tests and debugging.
     py::tuple kv_slot(int loop, int layer) const {
+        auto lock = claim();
         const KVCache & kv = ctx_->kv();
         if (loop < 0 || loop >= ctx_->max_loops() || layer < 0 || layer >= model_.config().n_layer) {
             throw std::invalid_argument("no KV slot for loop " + std::to_string(loop) + ", layer " + std::to_string(layer));
         }
         const int slot = loop * model_.config().n_layer + layer;
         const int64_t n = ctx_->n_past(), d = kv.kv_dim();
-        py::array_t<float> ka({n, d}), va({n, d});
+        std::vector<float> k(static_cast<size_t>(n * d)), v(k.size());
         for (int64_t t = 0; t < n; t++) {
-            dequantize_row(kv.type(), kv.k(slot, t), ka.mutable_data() + t * d, d);
-            dequantize_row(kv.type(), kv.v(slot, t), va.mutable_data() + t * d, d);
+            dequantize_row(kv.type(), kv.k(slot, t), k.data() + t * d, d);
+            dequantize_row(kv.type(), kv.v(slot, t), v.data() + t * d, d);
+        }
+        lock.unlock();  // Python objects after the claim: allocating them may run other threads
+        py::array_t<float> ka({n, d}), va({n, d});
+        if (!k.empty()) {
+            std::memcpy(ka.mutable_data(), k.data(), k.size() * sizeof(float));
+            std::memcpy(va.mutable_data(), v.data(), v.size() * sizeof(float));
         }
         return py::make_tuple(ka, va);
     }
@@ -284,12 +306,25 @@ class PyModel {
 
     int32_t token_type(int32_t id) const { return tok().type(id); }
     int64_t n_past() const { return ctx_->n_past(); }
-    size_t kv_bytes() const { return ctx_->kv().allocated_bytes(); }
+    size_t kv_bytes() const {
+        auto lock = claim();
+        return ctx_->kv().allocated_bytes();
+    }
 
   private:
+    // Claims the context for one call without waiting. eval runs without the GIL, so another
+    // Python thread may call in meanwhile: it gets this error rather than racing with the
+    // eval (readers too: tokens, exit steps and KV pages may be reallocated under them).
+    // n_past and config stay plain reads.
+    std::unique_lock<std::mutex> claim() const {
+        std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
+        if (!lock.owns_lock()) throw std::runtime_error("this Model is in use by another thread");
+        return lock;
+    }
+
     Model model_;
     std::unique_ptr<Context> ctx_;
-    std::mutex busy_;
+    mutable std::mutex busy_;
 };
 
 // Kernel test hooks: run one kernel set on numpy data.

@@ -199,6 +199,23 @@ GGUFFile::GGUFFile(const std::string & path) : path_(path) {
         fd_ = -1;
         fail("too small to be a GGUF file (" + std::to_string(size_) + " bytes)");
     }
+#ifdef LOOPLM_GGUF_HEAP_COPY
+    // Sanitizer and fuzzing builds (csrc/tests/CMakeLists.txt): an exact-size heap copy, so
+    // AddressSanitizer reports a read even one byte past the end of the file; past the end
+    // of a mapping, a read faults only beyond the last page.
+    uint8_t * buf = new uint8_t[size_];
+    for (uint64_t done = 0; done < size_;) {
+        const ssize_t n = ::pread(fd_, buf + done, size_ - done, static_cast<off_t>(done));
+        if (n <= 0) {
+            delete[] buf;
+            ::close(fd_);
+            fd_ = -1;
+            fail("cannot read the file");
+        }
+        done += static_cast<uint64_t>(n);
+    }
+    base_ = buf;
+#else
     void * p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd_, 0);
     if (p == MAP_FAILED) {
         ::close(fd_);
@@ -206,21 +223,27 @@ GGUFFile::GGUFFile(const std::string & path) : path_(path) {
         fail(std::string("mmap failed: ") + std::strerror(errno));
     }
     base_ = static_cast<const uint8_t *>(p);
+#endif
     try {
         parse();
     } catch (...) {
-        ::munmap(const_cast<uint8_t *>(base_), size_);
-        ::close(fd_);
-        base_ = nullptr;
-        fd_ = -1;
+        unmap();
         throw;
     }
 }
 
-GGUFFile::~GGUFFile() {
+void GGUFFile::unmap() {
+#ifdef LOOPLM_GGUF_HEAP_COPY
+    delete[] base_;
+#else
     if (base_) ::munmap(const_cast<uint8_t *>(base_), size_);
+#endif
     if (fd_ >= 0) ::close(fd_);
+    base_ = nullptr;
+    fd_ = -1;
 }
+
+GGUFFile::~GGUFFile() { unmap(); }
 
 void GGUFFile::fail(const std::string & what) const {
     // Python turns the message into a str: it must be valid UTF-8, whatever the file holds.

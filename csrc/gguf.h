@@ -91,6 +91,7 @@ class GGUFFile {
 
   private:
     void parse();
+    void unmap();
 
     std::string path_;
     int fd_ = -1;

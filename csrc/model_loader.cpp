@@ -41,13 +41,14 @@ class Loader {
     // A weight matrix of shape [ne0, ne1] (GGUF order: row length first).
     Tensor matrix(const std::string & name, int64_t ne0, int64_t ne1) {
         const GGUFTensor & t = tensor(name);
-        if (t.n_dims > 2 || t.ne[0] != ne0 || t.ne[1] != ne1) {
-            f_.fail("tensor '" + name + "' has shape " + t.shape_str() + ", expected [" +
-                    std::to_string(ne0) + ", " + std::to_string(ne1) + "]");
-        }
+        // The type first: a K-quant's 256-element rows may not even fit the expected shape.
         if (!matmul_type(t.type)) {
             f_.fail("tensor '" + name + "' has type " + type_name(t.type) +
                     ", which looplm cannot run (F32, F16, BF16, Q8_0, Q4_0, Q4_1)");
+        }
+        if (t.n_dims > 2 || t.ne[0] != ne0 || t.ne[1] != ne1) {
+            f_.fail("tensor '" + name + "' has shape " + t.shape_str() + ", expected [" +
+                    std::to_string(ne0) + ", " + std::to_string(ne1) + "]");
         }
         if (t.type != DType::F32 && t.type != DType::F16 && t.type != DType::BF16 && ne0 % QK != 0) {
             f_.fail("tensor '" + name + "': row length " + std::to_string(ne0) + " is not a multiple of 32");

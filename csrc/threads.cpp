@@ -6,7 +6,9 @@
 #include <chrono>
 #include <fstream>
 #include <set>
+#include <stdexcept>
 #include <string>
+#include <system_error>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -27,7 +29,22 @@ constexpr auto kSpin = std::chrono::microseconds(2000);
 
 ThreadPool::ThreadPool(int n_threads) : n_(n_threads < 1 ? 1 : n_threads) {
     threads_.reserve(static_cast<size_t>(n_ - 1));
-    for (int i = 1; i < n_; i++) threads_.emplace_back(&ThreadPool::worker, this, i);
+    try {
+        for (int i = 1; i < n_; i++) threads_.emplace_back(&ThreadPool::worker, this, i);
+    } catch (const std::system_error & e) {
+        // Out of threads (ulimit, cgroup pids, memory): the workers already started wait on
+        // wake_ and must be stopped and joined, or destroying wake_ blocks for ever.
+        const size_t started = threads_.size() + 1;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            stop_.store(true);
+            generation_.fetch_add(1);
+        }
+        wake_.notify_all();
+        for (std::thread & t : threads_) t.join();
+        throw std::runtime_error("cannot start " + std::to_string(n_) + " threads (" + std::to_string(started) +
+                                 " started): " + e.what());
+    }
 }
 
 ThreadPool::~ThreadPool() {

@@ -234,6 +234,17 @@ def _rewrite_safetensors(folder: Path, fn) -> None:
     path.write_bytes(struct.pack("<Q", len(h)) + h + data)
 
 
+def _write_index(folder: Path, fn) -> None:
+    """Writes model.safetensors.index.json (which takes precedence over model.safetensors):
+    fn(tensor names of model.safetensors) -> the JSON value, or bytes written as they are."""
+    raw = (folder / "model.safetensors").read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    names = [k for k in json.loads(raw[8 : 8 + n]) if k != "__metadata__"]
+    value = fn(names)
+    path = folder / "model.safetensors.index.json"
+    path.write_bytes(value) if isinstance(value, bytes) else path.write_text(json.dumps(value))
+
+
 BAD_CASES = {
     "missing_config": (lambda f: (f / "config.json").unlink(), "config.json"),
     "bad_model_type": (lambda f: _edit_config(f, model_type="qwen2", architectures=["Qwen2ForCausalLM"]), "model_type"),
@@ -281,6 +292,46 @@ BAD_CASES = {
     ),
     "truncated_file": (lambda f: (f / "model.safetensors").write_bytes(b"\x01\x02"), "too short"),
     "missing_tokenizer": (lambda f: (f / "tokenizer.json").unlink(), "tokenizer.json"),
+    "bad_config_json": (lambda f: (f / "config.json").write_text("{"), "config.json: cannot parse"),
+    "config_not_object": (lambda f: (f / "config.json").write_text("[]"), "config.json: not a JSON object"),
+    "config_wrong_type": (lambda f: _edit_config(f, hidden_size="64"), "key 'hidden_size' must be int"),
+    "bad_tokenizer_json": (lambda f: (f / "tokenizer.json").write_bytes(b"\xff{"), "tokenizer.json: cannot parse"),
+    "bad_tokenizer_config": (
+        lambda f: (f / "tokenizer_config.json").write_text("{oops"),
+        "tokenizer_config.json: cannot parse",
+    ),
+    "tokenizer_config_not_object": (
+        lambda f: (f / "tokenizer_config.json").write_text("[1, 2]"),
+        "tokenizer_config.json: not a JSON object",
+    ),
+    "bad_generation_config": (
+        lambda f: (f / "generation_config.json").write_text("nope"),
+        "generation_config.json: cannot parse",
+    ),
+    "bad_index_json": (lambda f: _write_index(f, lambda names: b"{oops"), "not a valid safetensors index"),
+    "index_not_object": (lambda f: _write_index(f, lambda names: []), "not a valid safetensors index"),
+    "index_without_weight_map": (lambda f: _write_index(f, lambda names: {"metadata": {}}), "weight_map"),
+    "index_shard_not_a_string": (
+        lambda f: _write_index(f, lambda names: {"weight_map": dict.fromkeys(names, 5)}),
+        "must map tensor names to shard file names",
+    ),
+    "index_missing_shard": (
+        lambda f: _write_index(
+            f, lambda names: {"weight_map": dict.fromkeys(names, "model-00002-of-00002.safetensors")}
+        ),
+        "shard 'model-00002-of-00002.safetensors' does not exist",
+    ),
+    "index_tensor_not_in_shard": (
+        lambda f: _write_index(
+            f,
+            lambda names: {"weight_map": {**dict.fromkeys(names, "model.safetensors"), "model.x": "model.safetensors"}},
+        ),
+        "tensor 'model.x' is not in shard 'model.safetensors'",
+    ),
+    "index_lists_too_few_tensors": (
+        lambda f: _write_index(f, lambda names: {"weight_map": dict.fromkeys(names[1:], "model.safetensors")}),
+        "missing tensor",
+    ),
     "bad_pre_tokenizer": (
         lambda f: (f / "tokenizer.json").write_text(
             json.dumps({**json.loads((f / "tokenizer.json").read_text()), "pre_tokenizer": {"type": "Metaspace"}})

@@ -60,14 +60,18 @@ def test_logits_match_reference_exactly_on_f32_weights(smol_ref, smol_f32, smoll
 
 def test_quantized_logits_close_to_reference(smol_ref, smollm_path, smollm):
     """With Q4_1 weights the runtime quantizes activations to Q8 as llama.cpp does. Measured
-    over these 12 positions: mean cosine 0.9993 (every kernel set), top-1 agreement 12/12
-    (avx2, avx512) and 11/12 (ref: a near-tie)."""
+    over these 12 positions: mean cosine 0.9993 (ref, avx2) / 0.9991 (avx512); top-1
+    agreement 12/12 (avx2), 11/12 (ref), 10/12 (avx512), every miss a near-tie (the pick is
+    within 0.07 std of the reference's best logit)."""
     ids = smollm.tokenize(PROMPT_IDS_TEXT, special=True)[:12]
     ref = R.run(*smol_ref, ids).chosen_logits
-    got = looplm.Model(smollm_path).eval(ids, all_logits=True).astype(np.float64)
-    cos = np.sum(got * ref, -1) / np.linalg.norm(got, axis=-1) / np.linalg.norm(ref, axis=-1)
-    assert cos.mean() > 0.995
-    assert np.mean(got.argmax(-1) == ref.argmax(-1)) >= 0.9
+    for kset in looplm.kernels_available():
+        got = looplm.Model(smollm_path, kernels=kset).eval(ids, all_logits=True).astype(np.float64)
+        cos = np.sum(got * ref, -1) / np.linalg.norm(got, axis=-1) / np.linalg.norm(ref, axis=-1)
+        assert cos.mean() > 0.998, kset
+        pick = got.argmax(-1)
+        shortfall = (ref.max(-1) - ref[np.arange(len(pick)), pick]) / ref.std(-1)
+        assert shortfall.max() < 0.1, (kset, shortfall)
 
 
 def test_chat_answers_sensibly(smollm):

@@ -65,19 +65,24 @@ class Model:
         verbose: bool = False,
     ) -> None:
         path = os.fspath(path)
-        if not isinstance(n_ctx, int) or n_ctx < 1:
-            raise ValueError(f"n_ctx must be a positive integer, got {n_ctx!r}")
-        if n_threads is not None and (not isinstance(n_threads, int) or n_threads < 1):
-            raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
+        # Upper bounds: positions are int32 (as in llama.cpp), and a thread count beyond any
+        # machine is a typo, not a request.
+        if not isinstance(n_ctx, int) or not 1 <= n_ctx <= 2**31 - 1:
+            raise ValueError(f"n_ctx must be an integer in 1..{2**31 - 1}, got {n_ctx!r}")
+        if n_threads is not None and (not isinstance(n_threads, int) or not 1 <= n_threads <= 4096):
+            raise ValueError(f"n_threads must be an integer in 1..4096, got {n_threads!r}")
         if loops is not None and (not isinstance(loops, int) or not 1 <= loops <= 64):
             raise ValueError(f"loops must be an integer in 1..64, got {loops!r}")
-        if not isinstance(n_batch, int) or n_batch < 1:
-            raise ValueError(f"n_batch must be a positive integer, got {n_batch!r}")
+        if not isinstance(n_batch, int) or not 1 <= n_batch <= 2**31 - 1:
+            raise ValueError(f"n_batch must be an integer in 1..{2**31 - 1}, got {n_batch!r}")
         if not os.path.isfile(path):
             raise _core.GGUFError(f"{path}: no such file")
         self.path = path
         self._n_batch = n_batch
         self.reused_prefix = 0
+        # The loops and exit policy the context's KV was computed under (None: mixed), so
+        # that prefill reuses a prefix only when it is what a fresh evaluation would compute.
+        self._ctx_key: tuple | None = None
         self._m = _core.Model(
             path, n_ctx, n_threads or 0, loops or 0, kv_type, 1.0, "exact", -1, "exit", kernels or "", n_batch
         )
@@ -166,7 +171,15 @@ class Model:
         if ids.min() < 0 or ids.max() >= self.n_vocab:
             bad = int(ids[(ids < 0) | (ids >= self.n_vocab)][0])
             raise ValueError(f"token id {bad} is out of range (vocabulary of {self.n_vocab})")
+        key = self._options_key()
+        if self._m.n_past == 0:
+            self._ctx_key = key
+        elif key != self._ctx_key:
+            self._ctx_key = None  # positions computed under different options
         return self._m.eval(ids.astype(np.int32), all_logits)
+
+    def _options_key(self) -> tuple:
+        return (self._m.config["n_loops"], self._m.get_exit())
 
     def reset(self) -> None:
         """Empties the context (KV cache and exit statistics)."""
@@ -176,7 +189,8 @@ class Model:
         """Makes the context hold exactly ``tokens`` and returns the last token's logits.
 
         The longest common prefix with what the context already holds is kept (its KV is
-        reused); the rest is evaluated in chunks of ``n_batch``, so Ctrl-C lands between
+        reused) when the context was computed with the loops and exit policy in force now
+        (otherwise its KV is not what a fresh evaluation would give); the rest is evaluated in chunks of ``n_batch``, so Ctrl-C lands between
         chunks and leaves a consistent context. ``reused_prefix`` tells how many were kept.
         """
         if not tokens:
@@ -188,6 +202,8 @@ class Model:
                 break
             p += 1
         p = min(p, len(tokens) - 1)  # re-evaluate at least the last token for its logits
+        if self._ctx_key != self._options_key():
+            p = 0  # the KV was computed with other loops or another exit policy: not reusable
         self._m.truncate(p)
         self.reused_prefix = p
         logits = None
