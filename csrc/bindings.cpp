@@ -406,6 +406,15 @@ py::object kernel_vec(const std::string & set, const std::string & op, py::array
         }
         return std::move(out);
     }
+    if (op == "silu_mul") {
+        auto g = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
+        auto u = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(b);
+        if (g.size() != u.size()) throw std::invalid_argument("length mismatch");
+        py::array_t<float> out(g.size());
+        std::memcpy(out.mutable_data(), g.data(), static_cast<size_t>(g.size()) * 4);
+        k.silu_mul(g.size(), out.mutable_data(), u.data());
+        return std::move(out);
+    }
     if (op == "f32_to_f16") {
         auto x = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
         py::array_t<uint16_t> out(x.size());

@@ -1,14 +1,15 @@
 // kernels.h - the table of compute kernels, one table per instruction set.
 //
 // Kernels know blocks and pointers, nothing about models. kernels_ref.cpp is the scalar
-// specification; every other table must agree with it (tests/test_kernels.py runs each set
-// the machine has against it).
+// specification; every other table must agree with it (tests/test_kernels.py and the C++
+// csrc/tests/test_kernels.cpp run each set the machine has against it).
 //
 // SIGILL hazard: an inline function, template or STL member instantiated inside an ISA
-// file (compiled with -mavx2 etc.) becomes a weak symbol the linker may pick for generic
-// code too, which then dies with "Illegal instruction" on an older CPU. So ISA files
-// include only this header, quant.h (POD structs, out-of-line functions) and intrinsics
-// headers, keep every helper `static`, use no STL, and export one `const Kernels`.
+// file (compiled with -mavx2, -march=armv8.2-a+dotprod etc.) becomes a weak symbol the
+// linker may pick for generic code too, which then dies with "Illegal instruction" on an
+// older CPU. So ISA files include only this header, quant.h (POD structs, out-of-line
+// functions) and intrinsics headers, keep every helper `static`, use no STL, and export one
+// `const Kernels`.
 #pragma once
 
 #include <cstddef>
@@ -53,6 +54,8 @@ struct Kernels {
     void (*axpy_f16)(int64_t n, float a, const uint16_t * x, float * y);  // y += a * x
     void (*axpy_f32)(int64_t n, float a, const float * x, float * y);
     void (*f32_to_f16)(int64_t n, const float * x, uint16_t * y);          // round to nearest even
+    // The MLP's gate: g = silu(g) * u = g * u / (1 + exp(-g)); exp within ~2 ulp.
+    void (*silu_mul)(int64_t n, float * g, const float * u);
 };
 
 constexpr int64_t kMaxPackedN = 16384;
@@ -62,6 +65,10 @@ extern const Kernels kernels_ref;
 extern const Kernels kernels_avx2;    // AVX2 + FMA + F16C
 extern const Kernels kernels_avx512;  // AVX-512 F/BW/VL + VNNI
 #endif
+#if defined(__aarch64__)
+extern const Kernels kernels_neon;     // ARMv8.0 Advanced SIMD (every aarch64 CPU)
+extern const Kernels kernels_dotprod;  // ARMv8.2 + dotprod (SDOT): Cortex-A76 / Raspberry Pi 5
+#endif
 
 // cpu.cpp: feature detection and the active set, chosen once (LOOPLM_KERNELS overrides).
 const Kernels & active_kernels();
@@ -69,7 +76,8 @@ const Kernels & active_kernels();
 int available_kernels(const Kernels ** out, int max);
 // The set with that name if this machine can run it, else nullptr.
 const Kernels * find_kernels(const char * name);
-// Human-readable list of the CPU features detected, e.g. "avx2 fma f16c avx512f ...".
+// Human-readable list of the CPU features detected, e.g. "avx2 fma f16c avx512f ..." or
+// "neon dotprod".
 const char * cpu_features();
 
 }  // namespace looplm

@@ -206,6 +206,7 @@ extern const Kernels kernels_avx512 = {
     kernels_avx2.axpy_f16,
     kernels_avx2.axpy_f32,
     kernels_avx2.f32_to_f16,
+    kernels_avx2.silu_mul,
 };
 
 }  // namespace looplm

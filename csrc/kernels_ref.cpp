@@ -88,6 +88,10 @@ void f32_to_f16(int64_t n, const float * x, uint16_t * y) {
     for (int64_t i = 0; i < n; i++) y[i] = fp32_to_fp16(x[i]);
 }
 
+void silu_mul(int64_t n, float * g, const float * u) {
+    for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
 // The tile loop shared by every reference GEMM: one dot per (row, column).
 template <typename Dot>
 void tile(Dot dot, int64_t n, const void * w, size_t wstride, int64_t nr, const void * x,
@@ -145,7 +149,7 @@ void gemm_f32(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, 
 extern const Kernels kernels_ref = {
     "ref",       quantize_q8, gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_f16, gemm_bf16, gemm_f32,
     nullptr,     nullptr,     nullptr,   nullptr,   nullptr,  // no packed GEMM: the plain one is the spec
-    dot_f16_f32, dot_f32,     axpy_f16,  axpy_f32,  f32_to_f16,
+    dot_f16_f32, dot_f32,     axpy_f16,  axpy_f32,  f32_to_f16, silu_mul,
 };
 
 }  // namespace looplm

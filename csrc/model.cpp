@@ -178,7 +178,7 @@ void Context::block(const LayerWeights & w, int slot, int64_t n) {
     const Tensor * wo[1] = {&w.wo};
     project(att, n, wo, &o, 1);
     if (cfg_.post_norms) ops_.rmsnorm(o, w.post_attention_norm.data(), o, n, E, cfg_.rms_eps);
-    ops_.add(h, o, n * E);
+    ops_.add(h, o, n, E);
 
     // MLP: h += post_ffw_norm(down(silu(gate x) * up x)), x = ffn_norm(h)
     ops_.rmsnorm(h, w.ffn_norm.data(), xb, n, E, cfg_.rms_eps);
@@ -189,7 +189,7 @@ void Context::block(const LayerWeights & w, int slot, int64_t n) {
     const Tensor * down[1] = {&w.ffn_down};
     project(g, n, down, &o, 1);
     if (cfg_.post_norms) ops_.rmsnorm(o, w.post_ffw_norm.data(), o, n, E, cfg_.rms_eps);
-    ops_.add(h, o, n * E);
+    ops_.add(h, o, n, E);
 }
 
 void Context::project(const float * x, int64_t n, const Tensor * const * ws, float * const * outs, int count) {

@@ -124,14 +124,16 @@ void Ops::matmul_many(const Tensor * const * ws, float * const * outs, int count
 }
 
 void Ops::rmsnorm(const float * x, const float * w, float * out, int64_t rows, int64_t n, float eps) {
-    for (int64_t r = 0; r < rows; r++) {
-        const float * xr = x + r * n;
-        float * o = out + r * n;
-        double ss = 0.0;
-        for (int64_t i = 0; i < n; i++) ss += static_cast<double>(xr[i]) * xr[i];
-        const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
-        for (int64_t i = 0; i < n; i++) o[i] = xr[i] * scale * w[i];
-    }
+    for_rows(rows, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; r++) {
+            const float * xr = x + r * n;
+            float * o = out + r * n;
+            double ss = 0.0;
+            for (int64_t i = 0; i < n; i++) ss += static_cast<double>(xr[i]) * xr[i];
+            const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
+            for (int64_t i = 0; i < n; i++) o[i] = xr[i] * scale * w[i];
+        }
+    });
 }
 
 void Ops::rope_table(int64_t pos0, int64_t n, int head_dim, float theta, float * table) {
@@ -148,39 +150,45 @@ void Ops::rope_table(int64_t pos0, int64_t n, int head_dim, float theta, float *
 
 void Ops::rope(float * x, const int32_t * pos, int64_t rows, int n_heads, int head_dim,
                const float * table, int64_t pos0) {
-    for (int64_t r = 0; r < rows; r++) {
-        const float * cs = table + (pos[r] - pos0) * head_dim;
-        for (int h = 0; h < n_heads; h++) {
-            float * p = x + (r * n_heads + h) * head_dim;
-            for (int i = 0; i < head_dim; i += 2) {
-                const float x0 = p[i], x1 = p[i + 1];
-                p[i] = x0 * cs[i] - x1 * cs[i + 1];
-                p[i + 1] = x0 * cs[i + 1] + x1 * cs[i];
+    for_rows(rows, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; r++) {
+            const float * cs = table + (pos[r] - pos0) * head_dim;
+            for (int h = 0; h < n_heads; h++) {
+                float * p = x + (r * n_heads + h) * head_dim;
+                for (int i = 0; i < head_dim; i += 2) {
+                    const float x0 = p[i], x1 = p[i + 1];
+                    p[i] = x0 * cs[i] - x1 * cs[i + 1];
+                    p[i + 1] = x0 * cs[i + 1] + x1 * cs[i];
+                }
             }
         }
-    }
+    });
 }
 
 void Ops::swiglu(float * g, const float * u, int64_t rows, int64_t n) {
-    for (int64_t i = 0; i < rows * n; i++) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    for_rows(rows, [&](int64_t r0, int64_t r1) { k.silu_mul((r1 - r0) * n, g + r0 * n, u + r0 * n); });
 }
 
-void Ops::add(float * x, const float * y, int64_t count) {
-    for (int64_t i = 0; i < count; i++) x[i] += y[i];
+void Ops::add(float * x, const float * y, int64_t rows, int64_t n) {
+    for_rows(rows, [&](int64_t r0, int64_t r1) {
+        for (int64_t i = r0 * n; i < r1 * n; i++) x[i] += y[i];
+    });
 }
 
 void Ops::store_kv(KVCache & kv, int slot, const float * kr, const float * vr, const int32_t * pos,
                    int64_t rows) {
     const int64_t d = kv.kv_dim();
-    for (int64_t r = 0; r < rows; r++) {
-        if (kv.type() == DType::F16) {
-            k.f32_to_f16(d, kr + r * d, static_cast<uint16_t *>(kv.k(slot, pos[r])));
-            k.f32_to_f16(d, vr + r * d, static_cast<uint16_t *>(kv.v(slot, pos[r])));
-        } else {
-            std::memcpy(kv.k(slot, pos[r]), kr + r * d, static_cast<size_t>(d) * 4);
-            std::memcpy(kv.v(slot, pos[r]), vr + r * d, static_cast<size_t>(d) * 4);
+    for_rows(rows, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; r++) {
+            if (kv.type() == DType::F16) {
+                k.f32_to_f16(d, kr + r * d, static_cast<uint16_t *>(kv.k(slot, pos[r])));
+                k.f32_to_f16(d, vr + r * d, static_cast<uint16_t *>(kv.v(slot, pos[r])));
+            } else {
+                std::memcpy(kv.k(slot, pos[r]), kr + r * d, static_cast<size_t>(d) * 4);
+                std::memcpy(kv.v(slot, pos[r]), vr + r * d, static_cast<size_t>(d) * 4);
+            }
         }
-    }
+    });
 }
 
 void Ops::attention(const float * q, const KVCache & kv, int slot, const int32_t * pos, int64_t rows,

@@ -65,8 +65,8 @@ class Ops {
               const float * table, int64_t pos0);
     // g [rows, n] <- silu(g) * u
     void swiglu(float * g, const float * u, int64_t rows, int64_t n);
-    // x += y
-    void add(float * x, const float * y, int64_t count);
+    // x += y, rows of n
+    void add(float * x, const float * y, int64_t rows, int64_t n);
 
     // Writes the key and value rows [rows, kv_dim] of positions pos[] into one cache slot.
     void store_kv(KVCache & kv, int slot, const float * k, const float * v, const int32_t * pos,
@@ -78,6 +78,19 @@ class Ops {
                    int n_head, int n_head_kv, int head_dim, float * out);
 
   private:
+    // Runs fn(begin, end) over [0, rows): on the pool when there are enough rows to share.
+    template <typename F>
+    void for_rows(int64_t rows, F && fn) {
+        if (rows < 4) {
+            fn(int64_t(0), rows);
+            return;
+        }
+        pool.run([&](int ith, int nth) {
+            const Range r = split_range(rows, ith, nth);
+            if (r.begin < r.end) fn(r.begin, r.end);
+        });
+    }
+
     std::vector<std::vector<float>> scratch_;  // per thread: attention scores
 };
 

@@ -100,6 +100,17 @@ def test_attention_helpers(kset, n):
     np.testing.assert_array_equal(_core.kernel_vec(kset, "f32_to_f16", big, big), expect)
 
 
+@pytest.mark.parametrize("kset", KERNEL_SETS)
+@pytest.mark.parametrize("n", [1, 9, 64, 5632])
+def test_silu_mul(kset, n):
+    g = (RNG.standard_normal(n) * 8).astype(np.float32)
+    g[:3] = np.array([-100.0, 100.0, 0.0], np.float32)[: min(3, n)]
+    u = RNG.standard_normal(n).astype(np.float32)
+    expect = g.astype(np.float64) / (1 + np.exp(-g.astype(np.float64))) * u
+    got = _core.kernel_vec(kset, "silu_mul", g, u)
+    np.testing.assert_allclose(got, expect, rtol=2e-6, atol=1e-30)
+
+
 def test_kernel_choice():
     import looplm
 
