@@ -11,6 +11,11 @@
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
+#elif defined(__aarch64__) && defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#elif defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
 #endif
 
 namespace looplm {
@@ -20,6 +25,7 @@ namespace {
 struct Features {
     bool avx2 = false, fma = false, f16c = false;
     bool avx512f = false, avx512bw = false, avx512vl = false, avx512vnni = false;
+    bool neon = false, dotprod = false;  // aarch64: Advanced SIMD, SDOT/UDOT (ARMv8.2 dotprod)
     std::string text;
 };
 
@@ -61,6 +67,23 @@ Features detect() {
     for (const auto & e : all) {
         if (e.on) f.text += std::string(f.text.empty() ? "" : " ") + e.name;
     }
+#elif defined(__aarch64__)
+#if defined(__linux__)
+    // The kernel reports what userspace may use: the ID registers filtered by the OS.
+    const unsigned long hw = getauxval(AT_HWCAP);
+    f.neon = (hw & HWCAP_ASIMD) != 0;
+    f.dotprod = f.neon && (hw & HWCAP_ASIMDDP) != 0;
+#elif defined(__APPLE__)
+    // Untested: Apple silicon reports FEAT_DotProd through sysctl (every M-series chip has it).
+    int dp = 0;
+    size_t len = sizeof(dp);
+    f.neon = true;
+    f.dotprod = sysctlbyname("hw.optional.arm.FEAT_DotProd", &dp, &len, nullptr, 0) == 0 && dp != 0;
+#else
+    f.neon = true;  // Advanced SIMD is part of the aarch64 base ISA
+#endif
+    if (f.neon) f.text = "neon";
+    if (f.dotprod) f.text += " dotprod";
 #endif
     return f;
 }
@@ -99,6 +122,10 @@ int available_kernels(const Kernels ** out, int max) {
         n < max) {
         out[n++] = &kernels_avx512;
     }
+#elif defined(__aarch64__)
+    const Features & f = features();
+    if (f.neon && n < max) out[n++] = &kernels_neon;
+    if (f.neon && f.dotprod && n < max) out[n++] = &kernels_dotprod;
 #endif
     return n;
 }

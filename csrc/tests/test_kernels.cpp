@@ -1,0 +1,344 @@
+// test_kernels - every kernel set this CPU can run against the scalar reference kernels_ref,
+// on seeded random data: the C++ twin of tests/test_kernels.py, for machines and emulators
+// without the Python package (scripts/ci_arm.sh runs it under qemu-aarch64).
+//
+//   quantize_q8   bit-exact with quantize_row_q8_s_ref (ties, zero and tiny blocks included)
+//   gemm_*        within 1e-5 of the reference, relative to the largest output of the tile
+//                 (only the order of the float sums may differ), for several n, rows and
+//                 columns (1, the 4-column tile and tails); nothing written outside the tile;
+//                 the reference itself checked against a double-precision product
+//   attention     dot_f16_f32, dot_f32 against double sums; axpy_f16/f32 against the reference
+//   f32_to_f16    bit-exact (round to nearest even, subnormals, overflow to inf)
+//   silu_mul      within 2e-6 relative of a double-precision silu(g) * u
+//
+// Usage: test_kernels          run all checks, exit status 1 on any failure
+//        test_kernels --list   print the CPU features and the kernel sets only
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <iterator>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels.h"
+#include "quant.h"
+
+using namespace looplm;
+
+namespace {
+
+int g_checks = 0, g_failures = 0;
+
+// The assert helper: counts every check, prints the first failures with their context.
+#define CHECK(cond, ...)                                                       \
+    do {                                                                       \
+        g_checks++;                                                            \
+        if (!(cond) && ++g_failures <= 30) {                                   \
+            std::printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);        \
+            std::printf(__VA_ARGS__);                                          \
+            std::printf("\n");                                                 \
+        }                                                                      \
+    } while (0)
+
+std::mt19937 g_rng(7);
+
+std::vector<float> randn(size_t n, float scale = 1.0f) {
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> v(n);
+    for (float & x : v) x = scale * nd(g_rng);
+    return v;
+}
+
+uint16_t to_bf16(float f) {  // round to nearest even (finite inputs)
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return static_cast<uint16_t>((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+
+// ---- activation quantization
+
+void test_quantize(const Kernels & k) {
+    const int64_t nb = 12, n = nb * QK;
+    for (int row = 0; row < 6; row++) {
+        const float scales[] = {1.0f, 1e-3f, 1e4f, 1e-7f, 3.0f, 0.5f};
+        std::vector<float> x = randn(static_cast<size_t>(n) + 1, scales[row]);
+        float * b = x.data() + 1;  // deliberately not 16-byte aligned
+        if (row == 0) {
+            for (int j = 0; j < QK; j++) b[j] = 0.0f;  // an all-zero block
+            b[QK] = 127.0f;                            // d = 1: x * id = j - 15.5 are exact ties
+            for (int j = 1; j < QK; j++) b[QK + j] = static_cast<float>(j) - 15.5f;
+            for (int j = 0; j < QK; j++) b[2 * QK + j] = 0.5f * static_cast<float>(j) / 127.0f;
+            for (int j = 0; j < QK; j++) b[3 * QK + j] = j == 7 ? -3.0f : 0.0f;  // one negative extreme
+            for (int j = 0; j < QK; j++) b[4 * QK + j] = j % 2 ? 1e-30f : -2e-38f;  // denormal-range d
+        }
+        std::vector<block_q8_s> got(static_cast<size_t>(nb)), ref(static_cast<size_t>(nb));
+        std::memset(got.data(), 0xAB, got.size() * sizeof(block_q8_s));
+        k.quantize_q8(b, got.data(), n);
+        quantize_row_q8_s_ref(b, ref.data(), n);
+        for (int64_t i = 0; i < nb; i++) {
+            const block_q8_s & g = got[static_cast<size_t>(i)];
+            const block_q8_s & r = ref[static_cast<size_t>(i)];
+            CHECK(std::memcmp(&g, &r, sizeof(block_q8_s)) == 0,
+                  "%s: row %d block %lld: d %a/%a ds %a/%a qs %s bias %s", k.name, row, static_cast<long long>(i),
+                  static_cast<double>(g.d), static_cast<double>(r.d), static_cast<double>(g.ds),
+                  static_cast<double>(r.ds), std::memcmp(g.qs, r.qs, QK) ? "differ" : "equal",
+                  std::memcmp(g.bias, r.bias, sizeof(r.bias)) ? "differ" : "equal");
+        }
+    }
+}
+
+// ---- GEMM
+
+struct Matrix {
+    std::vector<uint8_t> raw;  // rows of row_bytes(t, n), `stride` bytes apart
+    size_t stride = 0;
+    std::vector<float> values;  // what the rows decode to, [rows][n]
+};
+
+Matrix make_weights(DType t, int64_t n, int64_t rows) {
+    Matrix m;
+    const size_t rb = static_cast<size_t>(row_bytes(t, n));
+    m.stride = rb + 6;  // a stride that is not a whole number of rows or blocks
+    m.raw.assign(m.stride * static_cast<size_t>(rows), 0);
+    m.values.resize(static_cast<size_t>(rows * n));
+    for (int64_t r = 0; r < rows; r++) {
+        const std::vector<float> w = randn(static_cast<size_t>(n));
+        uint8_t * dst = m.raw.data() + static_cast<size_t>(r) * m.stride;
+        switch (t) {
+            case DType::F32: std::memcpy(dst, w.data(), rb); break;
+            case DType::F16:
+            case DType::BF16:
+                for (int64_t i = 0; i < n; i++) {
+                    const uint16_t h = t == DType::F16 ? fp32_to_fp16(w[i]) : to_bf16(w[i]);
+                    std::memcpy(dst + 2 * i, &h, 2);
+                }
+                break;
+            case DType::Q4_0: quantize_row_q4_0_ref(w.data(), reinterpret_cast<block_q4_0 *>(dst), n); break;
+            case DType::Q4_1: quantize_row_q4_1_ref(w.data(), reinterpret_cast<block_q4_1 *>(dst), n); break;
+            case DType::Q8_0: {
+                block_q8_0 * q = reinterpret_cast<block_q8_0 *>(dst);
+                quantize_row_q8_0_ref(w.data(), q, n);
+                // -128 never comes from the reference quantizer but is valid in a file: the
+                // largest products a kernel must sum without overflow.
+                if (r == 0) std::memset(q[0].qs, 0x80, QK);
+                if (r == 1) q[n / QK - 1].qs[3] = -128;
+                break;
+            }
+            default: break;
+        }
+        dequantize_row(t, dst, m.values.data() + r * n, n);
+    }
+    return m;
+}
+
+// Activation rows for weight type t: block_q8_s for the integer kernels, f32 otherwise, each
+// row followed by padding; `values` holds what the kernels multiply (the decoded quants).
+Matrix make_activations(DType t, int64_t n, int64_t cols) {
+    Matrix m;
+    const bool quant = t == DType::Q4_0 || t == DType::Q4_1 || t == DType::Q8_0;
+    m.stride = quant ? static_cast<size_t>(n / QK + 1) * sizeof(block_q8_s) : static_cast<size_t>(n + 4) * 4;
+    m.raw.assign(m.stride * static_cast<size_t>(cols), 0);
+    m.values.resize(static_cast<size_t>(cols * n));
+    for (int64_t c = 0; c < cols; c++) {
+        const std::vector<float> x = randn(static_cast<size_t>(n));
+        uint8_t * dst = m.raw.data() + static_cast<size_t>(c) * m.stride;
+        float * v = m.values.data() + c * n;
+        if (quant) {
+            block_q8_s * q = reinterpret_cast<block_q8_s *>(dst);
+            quantize_row_q8_s_ref(x.data(), q, n);
+            for (int64_t i = 0; i < n; i++) v[i] = q[i / QK].d * static_cast<float>(q[i / QK].qs[i % QK]);
+        } else {
+            std::memcpy(dst, x.data(), static_cast<size_t>(n) * 4);
+            std::memcpy(v, x.data(), static_cast<size_t>(n) * 4);
+        }
+    }
+    return m;
+}
+
+GemmFn gemm_of(const Kernels & k, DType t) {
+    switch (t) {
+        case DType::Q4_0: return k.gemm_q4_0;
+        case DType::Q4_1: return k.gemm_q4_1;
+        case DType::Q8_0: return k.gemm_q8_0;
+        case DType::F16: return k.gemm_f16;
+        case DType::BF16: return k.gemm_bf16;
+        default: return k.gemm_f32;
+    }
+}
+
+void test_gemm(const Kernels & k, DType t, int64_t n, int64_t nr, int64_t nc) {
+    const Matrix w = make_weights(t, n, nr);
+    const Matrix x = make_activations(t, n, nc);
+    const size_t ldo = static_cast<size_t>(nr + 3);
+    const float canary = 12345.0f;
+    std::vector<float> ref(ldo * static_cast<size_t>(nc), canary), got(ref);
+    gemm_of(kernels_ref, t)(n, w.raw.data(), w.stride, nr, x.raw.data(), x.stride, nc, ref.data(), ldo);
+    gemm_of(k, t)(n, w.raw.data(), w.stride, nr, x.raw.data(), x.stride, nc, got.data(), ldo);
+    double scale = 0.0;
+    std::vector<double> expect(static_cast<size_t>(nr * nc));
+    for (int64_t c = 0; c < nc; c++) {
+        for (int64_t r = 0; r < nr; r++) {
+            double s = 0.0;
+            for (int64_t i = 0; i < n; i++) s += static_cast<double>(w.values[r * n + i]) * x.values[c * n + i];
+            expect[c * nr + r] = s;
+            scale = std::fmax(scale, std::fabs(s));
+        }
+    }
+    double ref_err = 0.0, err = 0.0;
+    bool outside_ok = true, finite = true;
+    for (int64_t c = 0; c < nc; c++) {
+        for (size_t r = 0; r < ldo; r++) {
+            const size_t o = c * ldo + r;
+            if (r >= static_cast<size_t>(nr)) {
+                outside_ok = outside_ok && got[o] == canary;
+                continue;
+            }
+            finite = finite && std::isfinite(got[o]);
+            ref_err = std::fmax(ref_err, std::fabs(ref[o] - expect[c * nr + r]));
+            err = std::fmax(err, std::fabs(static_cast<double>(got[o]) - ref[o]));
+        }
+    }
+    const char * tn = type_name(t);
+    const long long ln = n, lr = nr, lc = nc;
+    CHECK(ref_err <= 1e-5 * scale * std::sqrt(static_cast<double>(n)), "ref %s n=%lld nr=%lld nc=%lld: err %.3g scale %.3g",
+          tn, ln, lr, lc, ref_err, scale);
+    CHECK(finite && err <= 1e-5 * scale, "%s %s n=%lld nr=%lld nc=%lld: max err %.3g (scale %.3g)", k.name, tn, ln, lr, lc,
+          err, scale);
+    CHECK(outside_ok, "%s %s n=%lld nr=%lld nc=%lld: wrote outside the tile", k.name, tn, ln, lr, lc);
+}
+
+// ---- attention helpers and f32 -> f16
+
+// max |a - b| / (1 + |b|). (An if, not std::fmax: GCC 12's aarch64 vectorizer crashes on that
+// float-to-double max reduction, internal compiler error in vect_transform_reduction.)
+double max_rel_diff(const std::vector<float> & a, const std::vector<float> & b) {
+    double m = 0.0;
+    for (size_t i = 0; i < a.size(); i++) {
+        const double e = std::fabs(static_cast<double>(a[i]) - b[i]) / (1.0 + std::fabs(static_cast<double>(b[i])));
+        if (e > m) m = e;
+    }
+    return m;
+}
+
+void test_vectors(const Kernels & k) {
+    for (int64_t n : {1, 3, 4, 7, 8, 15, 16, 17, 64, 133, 1000}) {
+        const std::vector<float> a = randn(static_cast<size_t>(n)), b = randn(static_cast<size_t>(n));
+        std::vector<uint16_t> a16(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; i++) a16[i] = fp32_to_fp16(a[i]);
+        double e16 = 0.0, e32 = 0.0, m16 = 0.0, m32 = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            e16 += static_cast<double>(fp16_to_fp32(a16[i])) * b[i];
+            e32 += static_cast<double>(a[i]) * b[i];
+            m16 += std::fabs(static_cast<double>(fp16_to_fp32(a16[i])) * b[i]);
+            m32 += std::fabs(static_cast<double>(a[i]) * b[i]);
+        }
+        const double d16 = k.dot_f16_f32(n, a16.data(), b.data()), d32 = k.dot_f32(n, a.data(), b.data());
+        CHECK(std::fabs(d16 - e16) <= 1e-5 * m16 + 1e-6, "%s dot_f16_f32 n=%lld: %.9g vs %.9g", k.name,
+              static_cast<long long>(n), d16, e16);
+        CHECK(std::fabs(d32 - e32) <= 1e-5 * m32 + 1e-6, "%s dot_f32 n=%lld: %.9g vs %.9g", k.name,
+              static_cast<long long>(n), d32, e32);
+
+        std::vector<float> y = b, yr = b;
+        k.axpy_f16(n, 0.37f, a16.data(), y.data());
+        kernels_ref.axpy_f16(n, 0.37f, a16.data(), yr.data());
+        double err = max_rel_diff(y, yr);
+        CHECK(err <= 1e-6, "%s axpy_f16 n=%lld: err %.3g", k.name, static_cast<long long>(n), err);
+        y = b;
+        yr = b;
+        k.axpy_f32(n, -1.5f, a.data(), y.data());
+        kernels_ref.axpy_f32(n, -1.5f, a.data(), yr.data());
+        err = max_rel_diff(y, yr);
+        CHECK(err <= 1e-6, "%s axpy_f32 n=%lld: err %.3g", k.name, static_cast<long long>(n), err);
+    }
+
+    // f32 -> f16: random values over the half range plus the rounding corner cases.
+    std::vector<float> v = randn(200, 1000.0f);
+    const std::vector<float> small = randn(100, 1e-5f);
+    v.insert(v.end(), small.begin(), small.end());
+    const float specials[] = {65504.0f,      65519.996f,    65520.0f,      -65520.0f,          1e10f,
+                              INFINITY,      -INFINITY,     0.0f,          -0.0f,              1e-8f,
+                              6e-5f,         3e-8f,         std::ldexp(1.0f, -14),             std::ldexp(1.0f, -24),
+                              std::ldexp(1.0f, -25),        std::ldexp(3.0f, -25),             std::ldexp(5.0f, -26),
+                              1.0f + std::ldexp(1.0f, -11), 1.0f + std::ldexp(3.0f, -11),      -(1.0f + std::ldexp(1.0f, -11)),
+                              2049.0f,       2051.0f,       -2051.0f,      0.1f,               1.0f / 3.0f};
+    v.insert(v.end(), std::begin(specials), std::end(specials));
+    for (size_t off : {size_t(0), size_t(1), size_t(3)}) {
+        const int64_t n = static_cast<int64_t>(v.size() - off);
+        std::vector<uint16_t> got(v.size()), ref(v.size());
+        k.f32_to_f16(n, v.data() + off, got.data());
+        for (int64_t i = 0; i < n; i++) ref[i] = fp32_to_fp16(v[off + i]);
+        int64_t bad = -1;
+        for (int64_t i = 0; i < n && bad < 0; i++) {
+            if (got[i] != ref[i]) bad = i;
+        }
+        CHECK(bad < 0, "%s f32_to_f16: %a -> 0x%04x, expected 0x%04x", k.name,
+              static_cast<double>(bad < 0 ? 0.0f : v[off + bad]), bad < 0 ? 0 : got[bad], bad < 0 ? 0 : ref[bad]);
+    }
+}
+
+void test_silu_mul(const Kernels & k) {
+    for (int64_t n : {1, 9, 64, 5632}) {
+        std::vector<float> g = randn(static_cast<size_t>(n), 8.0f);
+        const std::vector<float> u = randn(static_cast<size_t>(n));
+        const float extremes[] = {-100.0f, 100.0f, 0.0f};
+        for (int64_t i = 0; i < n && i < 3; i++) g[i] = extremes[i];
+        std::vector<float> got = g;
+        k.silu_mul(n, got.data(), u.data());
+        int64_t bad = -1;
+        for (int64_t i = 0; i < n && bad < 0; i++) {
+            const double x = g[i], expect = x / (1.0 + std::exp(-x)) * u[i];
+            if (!(std::fabs(got[i] - expect) <= 2e-6 * std::fabs(expect) + 1e-30)) bad = i;
+        }
+        CHECK(bad < 0, "%s silu_mul n=%lld: silu(%.9g) * %.9g = %.9g", k.name, static_cast<long long>(n),
+              bad < 0 ? 0.0 : g[bad], bad < 0 ? 0.0 : u[bad], bad < 0 ? 0.0 : got[bad]);
+    }
+}
+
+std::string set_names(const Kernels * const * sets, int n) {
+    std::string s;
+    for (int i = 0; i < n; i++) s += std::string(i ? " " : "") + sets[i]->name;
+    return s;
+}
+
+}  // namespace
+
+int main(int argc, char ** argv) {
+    const Kernels * sets[8];
+    const int nsets = available_kernels(sets, 8);
+    const char * active = nullptr;
+    try {
+        active = active_kernels().name;  // LOOPLM_KERNELS may force one (or name a missing one)
+    } catch (const std::exception & e) {
+        std::printf("test_kernels: %s\n", e.what());
+        return 2;
+    }
+    std::printf("test_kernels: active kernel set: %s (available: %s; cpu features: %s)\n", active,
+                set_names(sets, nsets).c_str(), *cpu_features() ? cpu_features() : "none");
+    if (argc > 1 && std::strcmp(argv[1], "--list") == 0) return 0;
+
+    const DType types[] = {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::F16, DType::BF16, DType::F32};
+    for (int s = 0; s < nsets; s++) {
+        const Kernels & k = *sets[s];
+        const int before = g_failures, checks = g_checks;
+        test_quantize(k);
+        for (DType t : types) {
+            for (int64_t n : {32, 64, 288, 1024}) {
+                for (int64_t nr : {1, 5, 37}) {
+                    for (int64_t nc : {1, 2, 3, 4, 5, 8, 9}) test_gemm(k, t, n, nr, nc);
+                }
+            }
+        }
+        test_vectors(k);
+        test_silu_mul(k);
+        std::printf("test_kernels: %-8s %s (%d checks)\n", k.name, g_failures == before ? "ok" : "FAILED",
+                    g_checks - checks);
+    }
+    if (g_failures) {
+        std::printf("test_kernels: %d of %d checks FAILED\n", g_failures, g_checks);
+        return 1;
+    }
+    std::printf("test_kernels: all %d checks passed\n", g_checks);
+    return 0;
+}
