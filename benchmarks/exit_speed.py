@@ -1,0 +1,60 @@
+"""Decode speed against the loops actually run: what the dynamic early exit buys.
+
+Two synthetic models of Ouro-1.4B's exact shape (random weights, written once by
+looplm.synthetic and cached):
+- a gate biased so that every token exits after loop 1 of 4: threshold 1 (every loop runs)
+  against threshold 0.5 in skip mode (one loop runs);
+- a varied gate (the exit loop differs from token to token): a sweep of thresholds, giving
+  throughput against mean loops per token.
+
+    python benchmarks/exit_speed.py --type q4_0 -t 2 --json exit.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from looplm import _core
+from looplm.bench import run_one, synthetic_path
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shape", default="ouro-1.4b")
+    ap.add_argument("--type", default="q4_0")
+    ap.add_argument("-t", "--threads", type=int, default=_core.physical_cores())
+    ap.add_argument("-n", type=int, default=64, help="tokens generated per run")
+    ap.add_argument("-r", type=int, default=3)
+    ap.add_argument("--thresholds", default="1,0.999,0.99,0.95,0.9,0.8,0.6,0.4,0.2")
+    ap.add_argument("--gate-scale", type=float, default=3.0, help="spread of the varied gate")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    out = {"threads": args.threads, "type": args.type, "kernels": _core.kernels()}
+
+    early = synthetic_path(args.shape, args.type, 30.0, 1.0)  # every token exits after loop 1
+    full = run_one(early, "tg", args.n, args.threads, 4, 1.0, args.r, args.n + 8)
+    one = run_one(early, "tg", args.n, args.threads, 4, 0.5, args.r, args.n + 8)
+    out["exit_after_loop_1"] = {"all_loops_tps": full.mean, "skip_tps": one.mean, "speedup": one.mean / full.mean,
+                                "mean_loops": one.mean_loops}  # fmt: skip
+    print(f"gate forcing exit after loop 1: all loops {full.mean:.2f} ± {full.sd:.2f} tok/s, skip "
+          f"{one.mean:.2f} ± {one.sd:.2f} tok/s (mean loops {one.mean_loops:.2f}): {one.mean / full.mean:.2f}x")  # fmt: skip
+
+    varied = synthetic_path(args.shape, args.type, 0.0, args.gate_scale)
+    print("\n| threshold | mean loops/token | tg t/s | speed-up vs all loops |\n|---:|---:|---:|---:|")
+    rows, base = [], None
+    for thr in [float(x) for x in args.thresholds.split(",")]:
+        r = run_one(varied, "tg", args.n, args.threads, 4, thr, args.r, args.n + 8)
+        base = base or r.mean
+        rows.append({"threshold": thr, "mean_loops": r.mean_loops, "tps": r.mean, "sd": r.sd})
+        print(f"| {thr:g} | {r.mean_loops:.2f} | {r.mean:.2f} ± {r.sd:.2f} | {r.mean / base:.2f}x |", flush=True)
+    out["sweep"] = rows
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
