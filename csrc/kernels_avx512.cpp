@@ -102,6 +102,33 @@ static inline __m256 ilanes_q8_0(const block_q8_0 & w, const block_q8_s & x) {
 LOOPLM_ROW1(row1_q4_0, block_q4_0, ilanes_q4_0, lane_scale())
 LOOPLM_ROW1(row1_q8_0, block_q8_0, ilanes_q8_0, _mm256_set1_ps(1.0f))
 
+// The decode case for Q4_0, four weight rows at a time: the activation block (quants, bias
+// lanes, scale) is loaded once and shared by the rows, which cuts the loads and broadcasts per
+// weight block by about a third; one accumulator per row keeps four FMA chains in flight.
+static void rows4_q4_0(int64_t nb, const char * w0, size_t ws, const block_q8_s * x, float * out) {
+    const block_q4_0 * w[4] = {reinterpret_cast<const block_q4_0 *>(w0),
+                               reinterpret_cast<const block_q4_0 *>(w0 + ws),
+                               reinterpret_cast<const block_q4_0 *>(w0 + 2 * ws),
+                               reinterpret_cast<const block_q4_0 *>(w0 + 3 * ws)};
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    // Four short row streams defeat the hardware prefetcher, so fetch the next group of four
+    // rows (contiguous in memory, 4 * ws bytes) while this one is computed: two lines a block.
+    const char * next = w0 + 4 * ws;
+    const size_t step = 4 * ws / static_cast<size_t>(nb);
+    for (int64_t b = 0; b < nb; b++) {
+        _mm_prefetch(next + b * step, _MM_HINT_T0);
+        _mm_prefetch(next + b * step + 64, _MM_HINT_T0);
+        const __m256i xq = load256(x[b].qs);
+        const __m256i xb = load256(x[b].bias);
+        const __m256 xd = _mm256_set1_ps(x[b].d);
+        for (int r = 0; r < 4; r++) {
+            const __m256i p = _mm256_dpbusd_epi32(xb, q4_bytes(w[r][b].qs), xq);
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(half_to_ps(w[r][b].d), xd), acc[r]);
+        }
+    }
+    for (int r = 0; r < 4; r++) out[r] = hsum_ps(_mm256_mul_ps(acc[r], lane_scale()));
+}
+
 static void row_q4_0(int64_t nb, const void * vw, const block_q8_s * const * x, int64_t ncc, float * out, size_t ldo) {
     const block_q4_0 * w = static_cast<const block_q4_0 *>(vw);
     __m256 acc[LOOPLM_TILE_COLS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
@@ -155,7 +182,9 @@ static void gemm_q4_0(int64_t n, const void * w, size_t ws, int64_t nr, const vo
                       float * out, size_t ldo) {
     if (nc == 1) {
         const block_q8_s * x0 = static_cast<const block_q8_s *>(x);
-        for (int64_t r = 0; r < nr; r++) out[r] = row1_q4_0(n / QK, static_cast<const char *>(w) + r * ws, x0);
+        int64_t r = 0;
+        for (; r + 4 <= nr; r += 4) rows4_q4_0(n / QK, static_cast<const char *>(w) + r * ws, ws, x0, out + r);
+        for (; r < nr; r++) out[r] = row1_q4_0(n / QK, static_cast<const char *>(w) + r * ws, x0);
         return;
     }
     gemm_rows(row_q4_0, n, w, ws, nr, x, xs, nc, out, ldo);
