@@ -60,10 +60,9 @@ def smollm_path() -> Path:
 @pytest.fixture(scope="session")
 def smollm_vocab(smollm_path) -> dict:
     """The GGUF's tokenizer arrays, read once with gguf-py (slow on a big vocabulary)."""
-    import gguf
+    from hf_tokenizer import gguf_vocab
 
-    r = gguf.GGUFReader(str(smollm_path))
-    return {k: r.fields["tokenizer.ggml." + k].contents() for k in ("tokens", "token_type", "merges")}
+    return gguf_vocab(smollm_path)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,8 @@ import gguf
 import looplm
 import pytest
 from gguf_edit import rewrite
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+from hf_tokenizer import hf_encode, hf_tokenizer
+from tokenizers import Tokenizer
 
 CORPUS = [
     "Hello world! The quick brown fox jumps over the lazy dog.",
@@ -38,24 +39,6 @@ CORPUS = [
 
 # bytes the SmolLM2 vocabulary has no symbol for (HF and llama.cpp drop them too)
 MISSING = {0x04, 0x06, 0x13, 0x14, 0x16, 0x1D}
-
-
-def hf_tokenizer(tokens: list[str], types: list[int], merges: list[str]) -> Tokenizer:
-    tok = Tokenizer(models.BPE({t: i for i, t in enumerate(tokens)}, [tuple(m.split(" ")) for m in merges]))
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Digits(individual_digits=True),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-        ]
-    )
-    tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t, ty in zip(tokens, types) if ty == 3])
-    return tok
-
-
-def hf_encode(tok: Tokenizer, text: str, special: bool) -> list[int]:
-    tok.encode_special_tokens = not special
-    return tok.encode(text, add_special_tokens=False).ids
 
 
 def random_strings(n: int, seed: int) -> list[str]:
