@@ -26,16 +26,7 @@ from pathlib import Path
 
 import looplm
 from looplm import _core, synthetic
-from looplm.bench import run_one, weight_bytes
-from looplm.hub import cache_dir
-
-
-def model_file(shape: str, qtype: str, arch: str, gate_bias: float = 0.0, gate_scale: float = 1.0) -> Path:
-    out = cache_dir() / "synthetic" / f"{shape}-{qtype}-{arch}-gate{gate_bias:g}x{gate_scale:g}.gguf"
-    if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        synthetic.write_gguf(out, shape, qtype, arch=arch, gate_bias=gate_bias, gate_scale=gate_scale)
-    return out
+from looplm.bench import run_one, synthetic_path, weight_bytes
 
 
 def llama_bench(exe: str, path: Path, threads: list[int], p: int, n: int, reps: int) -> list[dict]:
@@ -70,8 +61,8 @@ def main() -> int:
           f"read bandwidth " + ", ".join(f"{t} thr {b / 1e9:.1f} GB/s" for t, b in bw.items()))  # fmt: skip
     rows = []
     for q in args.types:
-        nb_path = model_file(args.shape, q, "nanbeige")
-        ouro_path = model_file(args.shape, q, "ouro")
+        nb_path = Path(synthetic_path(args.shape, q, arch="nanbeige"))
+        ouro_path = Path(synthetic_path(args.shape, q))
         layers, out = weight_bytes(_core.file_info(str(nb_path), 0))
         t0 = time.perf_counter()
         lc = llama_bench(args.llama_bench, nb_path, args.threads, args.p, args.n, args.r)

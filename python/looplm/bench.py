@@ -85,17 +85,30 @@ def run_one(path: str, test: str, n: int, threads: int, loops: int, threshold: f
     return Result(f"{test}{n}", threads, loops, threshold, tps[1:], mean_loops, mean_loops * layers + out)
 
 
-def synthetic_path(shape: str, qtype: str, gate_bias: float, gate_scale: float) -> str:
+def synthetic_path(
+    shape: str,
+    qtype: str,
+    gate_bias: float = 0.0,
+    gate_scale: float = 1.0,
+    *,
+    post_norm_scale: float = 1.0,
+    arch: str = "ouro",
+) -> str:
+    """A full-size random-weight GGUF (see looplm.synthetic.write_gguf), written once to the
+    cache and named by its parameters."""
     from . import synthetic
     from .hub import cache_dir
 
-    out = cache_dir() / "synthetic" / f"{shape}-{qtype}-gate{gate_bias:g}x{gate_scale:g}.gguf"
+    name = f"{shape}-{qtype}" + (f"-{arch}" if arch != "ouro" else "") + f"-gate{gate_bias:g}x{gate_scale:g}"
+    name += f"-post{post_norm_scale:g}" if post_norm_scale != 1.0 else ""
+    out = cache_dir() / "synthetic" / f"{name}.gguf"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(f".{os.getpid()}.tmp")
-        print(f"looplm bench: writing synthetic {shape} {qtype} to {out} ...", file=sys.stderr)
+        print(f"looplm bench: writing synthetic {shape} {arch} {qtype} to {out} ...", file=sys.stderr)
         try:
-            synthetic.write_gguf(tmp, shape, qtype, gate_bias=gate_bias, gate_scale=gate_scale)
+            synthetic.write_gguf(tmp, shape, qtype, gate_bias=gate_bias, gate_scale=gate_scale,
+                                 post_norm_scale=post_norm_scale, arch=arch)  # fmt: skip
             tmp.replace(out)
         finally:
             tmp.unlink(missing_ok=True)

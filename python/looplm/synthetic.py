@@ -37,6 +37,9 @@ COMMON = {
 }
 
 
+POST_NORMS = ("post_attention_norm.weight", "post_ffw_norm.weight")  # Ouro's sandwich norms, GGUF names
+
+
 def config(shape: str) -> dict:
     if shape not in SHAPES:
         raise ValueError(f"unknown synthetic shape {shape!r} (choose from {', '.join(SHAPES)})")
@@ -109,6 +112,7 @@ def write_gguf(
     seed: int = 0,
     gate_bias: float = 0.0,
     gate_scale: float = 1.0,
+    post_norm_scale: float = 1.0,
     arch: str = "ouro",
 ) -> Path:
     """Writes a GGUF of the given shape with random quantized weights, no tokenizer.
@@ -117,6 +121,11 @@ def write_gguf(
         qtype: "q4_0", "q8_0" or "f16" for the 2-D weights.
         gate_bias, gate_scale: the exit gate (ouro only); a high bias makes every token exit
             after the first loop, a moderate one varies the exit loop.
+        post_norm_scale: scales the weights of Ouro's two post-norms. Random deep layers make
+            every token's hidden state alike, so every token exits at the same loop; a small
+            scale (e.g. 0.001) keeps the residual stream near each token's own embedding, and
+            the gate then sees token-specific states: exit loops vary from token to token.
+            The compute is the same whatever the weights.
         arch: "ouro", or "nanbeige" for llama.cpp's generic looped llama block (same shape,
             no post-norms, no gate) to benchmark llama.cpp on the same looped work.
     """
@@ -170,7 +179,11 @@ def write_gguf(
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
     for name, shp in plan:
-        w.write_tensor_data(_values(rng, name, shp) if len(shp) == 1 else random_blocks(rng, shp, qt))
+        if len(shp) == 1:
+            v = _values(rng, name, shp)
+            w.write_tensor_data(v * np.float32(post_norm_scale) if name.endswith(POST_NORMS) else v)
+        else:
+            w.write_tensor_data(random_blocks(rng, shp, qt))
     w.close()
     return path
 
