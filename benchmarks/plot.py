@@ -18,6 +18,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 
+def finish_axes(ax, title: str, xlabel: str, ylabel: str) -> None:
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def save(fig, out: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def plot_threads(rows: list[dict], out: Path) -> None:
     """Tokens/s against threads, both engines, one panel per test (tg, pp)."""
     tests = sorted({r["test"] for r in rows}, key=lambda s: not s.startswith("tg"))
@@ -28,16 +43,9 @@ def plot_threads(rows: list[dict], out: Path) -> None:
             th = [r["threads"] for r in sel]
             ax.plot(th, [r["looplm_nanbeige"] for r in sel], "o-", color=colour, label=f"looplm {q}")
             ax.plot(th, [r["llama_cpp"] for r in sel], "s--", color=colour, alpha=0.6, label=f"llama.cpp {q}")
-        ax.set_title(f"{test}, Ouro-1.4B shape, 4 loops")
-        ax.set_xlabel("threads")
-        ax.set_ylabel("tokens/s")
         ax.set_xticks(sorted({r["threads"] for r in rows}))
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+        finish_axes(ax, f"{test}, Ouro-1.4B shape, 4 loops", "threads", "tokens/s")
+    save(fig, out)
 
 
 def plot_loops(exit_data: dict, out: Path) -> None:
@@ -52,15 +60,9 @@ def plot_loops(exit_data: dict, out: Path) -> None:
     for r in sweep:
         ax.annotate(f"{r['threshold']:g}", (r["mean_loops"], r["tps"]), textcoords="offset points", xytext=(4, 4),
                     fontsize=7)  # fmt: skip
-    ax.set_xlabel("mean loops per generated token")
-    ax.set_ylabel("tg tokens/s")
-    ax.set_title(f"early exit, {exit_data['type']}, {exit_data['threads']} threads (labels: threshold)")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    title = f"early exit, {exit_data['type']}, {exit_data['threads']} threads (labels: threshold)"
+    finish_axes(ax, title, "mean loops per generated token", "tg tokens/s")
+    save(fig, out)
 
 
 def main() -> int:
