@@ -120,7 +120,8 @@ def write_gguf(
     Args:
         qtype: "q4_0", "q8_0" or "f16" for the 2-D weights.
         gate_bias, gate_scale: the exit gate (ouro only); a high bias makes every token exit
-            after the first loop, a moderate one varies the exit loop.
+            after the first loop, a moderate one moves the exit loop (the same loop for every
+            token unless post_norm_scale is small).
         post_norm_scale: scales the weights of Ouro's two post-norms. Random deep layers make
             every token's hidden state alike, so every token exits at the same loop; a small
             scale (e.g. 0.001) keeps the residual stream near each token's own embedding, and
