@@ -114,7 +114,7 @@ static void rows4_q4_0(int64_t nb, const char * w0, size_t ws, const block_q8_s 
     // Four short row streams defeat the hardware prefetcher, so fetch the next group of four
     // rows (contiguous in memory, 4 * ws bytes) while this one is computed: two lines a block.
     const char * next = w0 + 4 * ws;
-    const size_t step = 4 * ws / static_cast<size_t>(nb);
+    const size_t step = nb > 0 ? 4 * ws / static_cast<size_t>(nb) : 0;
     for (int64_t b = 0; b < nb; b++) {
         _mm_prefetch(next + b * step, _MM_HINT_T0);
         _mm_prefetch(next + b * step + 64, _MM_HINT_T0);
