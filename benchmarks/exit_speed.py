@@ -36,6 +36,7 @@ def main() -> int:
     ap.add_argument("--gate-scale", type=float, default=3.0, help="spread of the varied gate")
     ap.add_argument("--post-norm-scale", type=float, default=0.001,
                     help="keeps hidden states token-specific so exit loops vary (see synthetic.write_gguf)")  # fmt: skip
+    ap.add_argument("--per-token-threshold", type=float, default=0.999, help="threshold of the per-token timing")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     out = {"threads": args.threads, "type": args.type, "kernels": _core.kernels()}
@@ -63,7 +64,7 @@ def main() -> int:
     out["sweep"] = rows
 
     # The cost of one decoded token by the loop it exited at (the time each eval call takes).
-    thr = float(args.thresholds.split(",")[2]) if args.thresholds.count(",") >= 2 else 0.999
+    thr = args.per_token_threshold
     m = Model(varied, n_ctx=256, n_threads=args.threads, exit_threshold=thr)
     tokens = [int(t) for t in np.random.default_rng(1).integers(0, m.n_vocab, size=160)]
     m.eval(tokens[:1])
