@@ -60,6 +60,17 @@ struct Kernels {
 
 constexpr int64_t kMaxPackedN = 16384;
 
+// The float GEMMs' tile, one dot per (row, column), for any set's dot kernel: 16-bit weights
+// (F16, BF16) or F32 weights against f32 activations. Weights are streamed once per column,
+// which is fine for these paths (tests, small models); the quantized GEMMs are the fast ones.
+// Defined in kernels_ref.cpp, built without ISA flags, so every set's file may call it.
+typedef float (*Dot16Fn)(int64_t n, const uint16_t * a, const float * b);
+typedef float (*Dot32Fn)(int64_t n, const float * a, const float * b);
+void gemm_by_dot16(Dot16Fn dot, int64_t n, const void * w, size_t wstride, int64_t nr, const void * x,
+                   size_t xstride, int64_t nc, float * out, size_t ldo);
+void gemm_by_dot32(Dot32Fn dot, int64_t n, const void * w, size_t wstride, int64_t nr, const void * x,
+                   size_t xstride, int64_t nc, float * out, size_t ldo);
+
 extern const Kernels kernels_ref;
 #if defined(__x86_64__) || defined(_M_X64)
 extern const Kernels kernels_avx2;    // AVX2 + FMA + F16C

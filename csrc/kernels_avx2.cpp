@@ -348,38 +348,19 @@ static void silu_mul(int64_t n, float * g, const float * u) {
     for (; i < n; i++) g[i] = g[i] / (1.0f + __builtin_expf(-g[i])) * u[i];
 }
 
-typedef float (*DotF16)(int64_t, const uint16_t *, const float *);
-
-// One dot per (row, column): float weights are streamed once per column, which is fine for
-// the F16/BF16/F32 paths (tests, small models); the quantized paths above are the fast ones.
-static void gemm_16bit(DotF16 dot, int64_t n, const void * w, size_t ws, int64_t nr, const void * x,
-                       size_t xs, int64_t nc, float * out, size_t ldo) {
-    for (int64_t c = 0; c < nc; c++) {
-        const float * xc = reinterpret_cast<const float *>(static_cast<const char *>(x) + c * xs);
-        for (int64_t r = 0; r < nr; r++) {
-            out[c * ldo + r] = dot(n, reinterpret_cast<const uint16_t *>(static_cast<const char *>(w) + r * ws), xc);
-        }
-    }
-}
-
 static void gemm_f16(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
                      int64_t nc, float * out, size_t ldo) {
-    gemm_16bit(dot_f16_f32, n, w, ws, nr, x, xs, nc, out, ldo);
+    gemm_by_dot16(dot_f16_f32, n, w, ws, nr, x, xs, nc, out, ldo);
 }
 
 static void gemm_bf16(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
                       int64_t nc, float * out, size_t ldo) {
-    gemm_16bit(dot_bf16_f32, n, w, ws, nr, x, xs, nc, out, ldo);
+    gemm_by_dot16(dot_bf16_f32, n, w, ws, nr, x, xs, nc, out, ldo);
 }
 
 static void gemm_f32(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
                      int64_t nc, float * out, size_t ldo) {
-    for (int64_t c = 0; c < nc; c++) {
-        const float * xc = reinterpret_cast<const float *>(static_cast<const char *>(x) + c * xs);
-        for (int64_t r = 0; r < nr; r++) {
-            out[c * ldo + r] = dot_f32(n, reinterpret_cast<const float *>(static_cast<const char *>(w) + r * ws), xc);
-        }
-    }
+    gemm_by_dot32(dot_f32, n, w, ws, nr, x, xs, nc, out, ldo);
 }
 
 }  // namespace

@@ -122,29 +122,34 @@ void gemm_q8_0(int64_t n, const void * w, size_t ws, int64_t nr, const void * x,
 
 void gemm_f16(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
               int64_t nc, float * out, size_t ldo) {
-    auto dot = [](int64_t k, const void * a, const void * b) {
-        return dot_f16_f32(k, static_cast<const uint16_t *>(a), static_cast<const float *>(b));
-    };
-    tile(dot, n, w, ws, nr, x, xs, nc, out, ldo);
+    gemm_by_dot16(dot_f16_f32, n, w, ws, nr, x, xs, nc, out, ldo);
 }
 
 void gemm_bf16(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
                int64_t nc, float * out, size_t ldo) {
-    auto dot = [](int64_t k, const void * a, const void * b) {
-        return dot_bf16_f32(k, static_cast<const uint16_t *>(a), static_cast<const float *>(b));
-    };
-    tile(dot, n, w, ws, nr, x, xs, nc, out, ldo);
+    gemm_by_dot16(dot_bf16_f32, n, w, ws, nr, x, xs, nc, out, ldo);
 }
 
 void gemm_f32(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
               int64_t nc, float * out, size_t ldo) {
-    auto dot = [](int64_t k, const void * a, const void * b) {
-        return dot_f32(k, static_cast<const float *>(a), static_cast<const float *>(b));
-    };
-    tile(dot, n, w, ws, nr, x, xs, nc, out, ldo);
+    gemm_by_dot32(dot_f32, n, w, ws, nr, x, xs, nc, out, ldo);
 }
 
 }  // namespace
+
+void gemm_by_dot16(Dot16Fn dot, int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
+                   int64_t nc, float * out, size_t ldo) {
+    tile([dot](int64_t k, const void * a, const void * b) {
+        return dot(k, static_cast<const uint16_t *>(a), static_cast<const float *>(b));
+    }, n, w, ws, nr, x, xs, nc, out, ldo);
+}
+
+void gemm_by_dot32(Dot32Fn dot, int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
+                   int64_t nc, float * out, size_t ldo) {
+    tile([dot](int64_t k, const void * a, const void * b) {
+        return dot(k, static_cast<const float *>(a), static_cast<const float *>(b));
+    }, n, w, ws, nr, x, xs, nc, out, ldo);
+}
 
 extern const Kernels kernels_ref = {
     "ref",       quantize_q8, gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_f16, gemm_bf16, gemm_f32,
