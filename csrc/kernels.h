@@ -15,6 +15,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "quant.h"
+
 namespace looplm {
 
 // A tile of dot products: for r < nr and c < nc,
@@ -87,6 +89,10 @@ const Kernels & active_kernels();
 int available_kernels(const Kernels ** out, int max);
 // The set with that name if this machine can run it, else nullptr.
 const Kernels * find_kernels(const char * name);
+// The table's GEMM for weights of type t (nullptr for a type no GEMM takes), and its packed
+// many-column GEMM (nullptr where the set has none or the type has no packed path).
+GemmFn gemm_for(const Kernels & k, DType t);
+GemmFn gemm8_for(const Kernels & k, DType t);
 // Human-readable list of the CPU features detected, e.g. "avx2 fma f16c avx512f ..." or
 // "neon dotprod".
 const char * cpu_features();

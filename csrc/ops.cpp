@@ -16,27 +16,6 @@ constexpr int64_t kRowAlign = 16;
 constexpr int64_t kRowBlock = 32;
 constexpr int64_t kColBlock = 64;
 
-GemmFn gemm8_for(const Kernels & k, DType t) {
-    switch (t) {
-        case DType::Q4_0: return k.gemm8_q4_0;
-        case DType::Q4_1: return k.gemm8_q4_1;
-        case DType::Q8_0: return k.gemm8_q8_0;
-        default: return nullptr;
-    }
-}
-
-GemmFn gemm_for(const Kernels & k, DType t) {
-    switch (t) {
-        case DType::Q4_0: return k.gemm_q4_0;
-        case DType::Q4_1: return k.gemm_q4_1;
-        case DType::Q8_0: return k.gemm_q8_0;
-        case DType::F16: return k.gemm_f16;
-        case DType::BF16: return k.gemm_bf16;
-        case DType::F32: return k.gemm_f32;
-        default: return nullptr;  // Model refuses other types at load
-    }
-}
-
 }  // namespace
 
 bool takes_quantized(DType weight) {

@@ -157,25 +157,14 @@ Matrix make_activations(DType t, int64_t n, int64_t cols) {
     return m;
 }
 
-GemmFn gemm_of(const Kernels & k, DType t) {
-    switch (t) {
-        case DType::Q4_0: return k.gemm_q4_0;
-        case DType::Q4_1: return k.gemm_q4_1;
-        case DType::Q8_0: return k.gemm_q8_0;
-        case DType::F16: return k.gemm_f16;
-        case DType::BF16: return k.gemm_bf16;
-        default: return k.gemm_f32;
-    }
-}
-
 void test_gemm(const Kernels & k, DType t, int64_t n, int64_t nr, int64_t nc) {
     const Matrix w = make_weights(t, n, nr);
     const Matrix x = make_activations(t, n, nc);
     const size_t ldo = static_cast<size_t>(nr + 3);
     const float canary = 12345.0f;
     std::vector<float> ref(ldo * static_cast<size_t>(nc), canary), got(ref);
-    gemm_of(kernels_ref, t)(n, w.raw.data(), w.stride, nr, x.raw.data(), x.stride, nc, ref.data(), ldo);
-    gemm_of(k, t)(n, w.raw.data(), w.stride, nr, x.raw.data(), x.stride, nc, got.data(), ldo);
+    gemm_for(kernels_ref, t)(n, w.raw.data(), w.stride, nr, x.raw.data(), x.stride, nc, ref.data(), ldo);
+    gemm_for(k, t)(n, w.raw.data(), w.stride, nr, x.raw.data(), x.stride, nc, got.data(), ldo);
     double scale = 0.0;
     std::vector<double> expect(static_cast<size_t>(nr * nc));
     for (int64_t c = 0; c < nc; c++) {
