@@ -25,24 +25,12 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "model.h"
 
 using namespace looplm;
 
 namespace {
-
-int g_checks = 0, g_failures = 0;
-
-#define CHECK(cond, ...)                                                \
-    do {                                                                \
-        g_checks++;                                                     \
-        if (!(cond)) {                                                  \
-            g_failures++;                                               \
-            std::printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            std::printf(__VA_ARGS__);                                   \
-            std::printf("\n");                                          \
-        }                                                               \
-    } while (0)
 
 struct Fixture {
     std::vector<int32_t> tokens, exit_steps;
@@ -160,10 +148,5 @@ int main(int argc, char ** argv) {
         std::printf("test_forward: FAILED: %s\n", e.what());
         return 1;
     }
-    if (g_failures) {
-        std::printf("test_forward: %d of %d checks FAILED\n", g_failures, g_checks);
-        return 1;
-    }
-    std::printf("test_forward: all %d checks passed\n", g_checks);
-    return 0;
+    return check_summary("test_forward");
 }

@@ -22,25 +22,13 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "kernels.h"
 #include "quant.h"
 
 using namespace looplm;
 
 namespace {
-
-int g_checks = 0, g_failures = 0;
-
-// The assert helper: counts every check, prints the first failures with their context.
-#define CHECK(cond, ...)                                                       \
-    do {                                                                       \
-        g_checks++;                                                            \
-        if (!(cond) && ++g_failures <= 30) {                                   \
-            std::printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);        \
-            std::printf(__VA_ARGS__);                                          \
-            std::printf("\n");                                                 \
-        }                                                                      \
-    } while (0)
 
 std::mt19937 g_rng(7);
 
@@ -324,10 +312,5 @@ int main(int argc, char ** argv) {
         std::printf("test_kernels: %-8s %s (%d checks)\n", k.name, g_failures == before ? "ok" : "FAILED",
                     g_checks - checks);
     }
-    if (g_failures) {
-        std::printf("test_kernels: %d of %d checks FAILED\n", g_failures, g_checks);
-        return 1;
-    }
-    std::printf("test_kernels: all %d checks passed\n", g_checks);
-    return 0;
+    return check_summary("test_kernels");
 }
