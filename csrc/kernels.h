@@ -73,6 +73,22 @@ void gemm_by_dot16(Dot16Fn dot, int64_t n, const void * w, size_t wstride, int64
 void gemm_by_dot32(Dot32Fn dot, int64_t n, const void * w, size_t wstride, int64_t nr, const void * x,
                    size_t xstride, int64_t nc, float * out, size_t ldo);
 
+// Defines a set's gemm_f16, gemm_bf16 and gemm_f32 (static, for its table) from the dots its
+// file defines: dot_f16_f32, dot_bf16_f32 and dot_f32.
+#define LOOPLM_FLOAT_GEMMS                                                                             \
+    static void gemm_f16(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, \
+                         int64_t nc, float * out, size_t ldo) {                                        \
+        gemm_by_dot16(dot_f16_f32, n, w, ws, nr, x, xs, nc, out, ldo);                                 \
+    }                                                                                                  \
+    static void gemm_bf16(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, \
+                          int64_t nc, float * out, size_t ldo) {                                       \
+        gemm_by_dot16(dot_bf16_f32, n, w, ws, nr, x, xs, nc, out, ldo);                                \
+    }                                                                                                  \
+    static void gemm_f32(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, \
+                         int64_t nc, float * out, size_t ldo) {                                        \
+        gemm_by_dot32(dot_f32, n, w, ws, nr, x, xs, nc, out, ldo);                                     \
+    }
+
 extern const Kernels kernels_ref;
 #if defined(__x86_64__) || defined(_M_X64)
 extern const Kernels kernels_avx2;    // AVX2 + FMA + F16C

@@ -180,20 +180,7 @@ static void silu_mul(int64_t n, float * g, const float * u) {
     for (; i < n; i++) g[i] = g[i] / (1.0f + __builtin_expf(-g[i])) * u[i];
 }
 
-static void gemm_f16(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
-                     int64_t nc, float * out, size_t ldo) {
-    gemm_by_dot16(dot_f16_f32, n, w, ws, nr, x, xs, nc, out, ldo);
-}
-
-static void gemm_bf16(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
-                      int64_t nc, float * out, size_t ldo) {
-    gemm_by_dot16(dot_bf16_f32, n, w, ws, nr, x, xs, nc, out, ldo);
-}
-
-static void gemm_f32(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
-                     int64_t nc, float * out, size_t ldo) {
-    gemm_by_dot32(dot_f32, n, w, ws, nr, x, xs, nc, out, ldo);
-}
+LOOPLM_FLOAT_GEMMS
 
 }  // namespace
 

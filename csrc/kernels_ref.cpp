@@ -120,20 +120,7 @@ void gemm_q8_0(int64_t n, const void * w, size_t ws, int64_t nr, const void * x,
     tile(dot_q8_0, n, w, ws, nr, x, xs, nc, out, ldo);
 }
 
-void gemm_f16(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
-              int64_t nc, float * out, size_t ldo) {
-    gemm_by_dot16(dot_f16_f32, n, w, ws, nr, x, xs, nc, out, ldo);
-}
-
-void gemm_bf16(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
-               int64_t nc, float * out, size_t ldo) {
-    gemm_by_dot16(dot_bf16_f32, n, w, ws, nr, x, xs, nc, out, ldo);
-}
-
-void gemm_f32(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
-              int64_t nc, float * out, size_t ldo) {
-    gemm_by_dot32(dot_f32, n, w, ws, nr, x, xs, nc, out, ldo);
-}
+LOOPLM_FLOAT_GEMMS
 
 }  // namespace
 
