@@ -190,20 +190,20 @@ class Model:
 
         The longest common prefix with what the context already holds is kept (its KV is
         reused) when the context was computed with the loops and exit policy in force now
-        (otherwise its KV is not what a fresh evaluation would give); the rest is evaluated in chunks of ``n_batch``, so Ctrl-C lands between
-        chunks and leaves a consistent context. ``reused_prefix`` tells how many were kept.
+        (otherwise its KV is not what a fresh evaluation would give); the rest is evaluated in
+        chunks of ``n_batch``, so Ctrl-C lands between chunks and leaves a consistent context.
+        ``reused_prefix`` tells how many were kept.
         """
         if not tokens:
             raise ValueError("cannot prefill an empty prompt")
-        have = self._m.tokens
         p = 0
-        for a, b in zip(have, tokens):
-            if a != b:
-                break
-            p += 1
-        p = min(p, len(tokens) - 1)  # re-evaluate at least the last token for its logits
-        if self._ctx_key != self._options_key():
-            p = 0  # the KV was computed with other loops or another exit policy: not reusable
+        # Only KV computed with the loops and exit policy in force now is reusable.
+        if self._ctx_key == self._options_key():
+            for a, b in zip(self._m.tokens, tokens):
+                if a != b:
+                    break
+                p += 1
+            p = min(p, len(tokens) - 1)  # re-evaluate at least the last token for its logits
         self._m.truncate(p)
         self.reused_prefix = p
         logits = None
