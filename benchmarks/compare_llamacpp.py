@@ -26,7 +26,7 @@ from pathlib import Path
 
 import looplm
 from looplm import _core, synthetic
-from looplm.bench import run_one, synthetic_path, weight_bytes
+from looplm.bench import membw_table, run_one, synthetic_path, weight_bytes
 
 
 def llama_bench(exe: str, path: Path, threads: list[int], p: int, n: int, reps: int) -> list[dict]:
@@ -56,7 +56,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write all figures here")
     args = ap.parse_args()
 
-    bw = {t: _core.read_bandwidth(t, 1 << 30, 5) for t in sorted(set(args.threads))}
+    bw = membw_table(sorted(set(args.threads)))
     print(f"looplm {looplm.__version__} (commit {git_commit()}), kernels {_core.kernels()}, "
           f"read bandwidth " + ", ".join(f"{t} thr {b / 1e9:.1f} GB/s" for t, b in bw.items()))  # fmt: skip
     rows = []
