@@ -20,6 +20,12 @@ void bind_kernels(py::module_ & m);
 #ifndef LOOPLM_VERSION
 #define LOOPLM_VERSION "dev"
 #endif
+#ifndef LOOPLM_BUILD_TYPE
+#define LOOPLM_BUILD_TYPE "unknown"
+#endif
+#ifndef LOOPLM_NATIVE_BUILD
+#define LOOPLM_NATIVE_BUILD 0
+#endif
 
 namespace {
 
@@ -81,12 +87,15 @@ py::dict file_info(const std::string & path, uint64_t max_array) {
     d["data_offset"] = f.data_offset();
     d["metadata"] = metadata_dict(f, max_array);
     py::list tensors;
+    py::dict runnable;
     for (const GGUFTensor & t : f.tensors()) {
         py::list shape;
         for (int i = 0; i < t.n_dims; i++) shape.append(t.ne[i]);
         tensors.append(py::make_tuple(t.name, type_name(t.type), shape, t.offset, t.nbytes));
+        runnable[py::str(type_name(t.type))] = runnable_type(t.type);
     }
     d["tensors"] = tensors;
+    d["runnable"] = runnable;  // type name -> whether looplm has kernels for it
     return d;
 }
 
@@ -108,8 +117,8 @@ class PyModel {
   public:
     PyModel(const std::string & path, int64_t n_ctx, int n_threads, int loops, const std::string & kv_type,
             double exit_threshold, const std::string & exit_mode, int exit_at_step, const std::string & kv_fill,
-            const std::string & kernels, int64_t n_batch)
-        : model_(path) {
+            const std::string & kernels, int64_t n_batch, bool use_mmap, bool use_mlock)
+        : model_(path, use_mmap, use_mlock) {
         ContextParams p;
         p.n_ctx = n_ctx;
         p.n_threads = n_threads;
@@ -259,6 +268,9 @@ class PyModel {
         d["kernels"] = ctx_->kernels().name;
         d["weight_type"] = type_name(model_.layers[0].ffn_up.type);
         d["file_size"] = model_.file().file_size();
+        d["mmap"] = model_.file().mapped();
+        d["mlock"] = model_.file().locked();
+        d["mlock_error"] = model_.file().lock_error();
         return d;
     }
 
@@ -342,6 +354,19 @@ PYBIND11_MODULE(_core, m) {
         return names;
     });
     m.def("cpu_features", [] { return std::string(cpu_features()); });
+    m.def("build_info", [] {
+        py::dict d;
+#if defined(__clang__)
+        d["compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+        d["compiler"] = std::string("gcc ") + __VERSION__;
+#else
+        d["compiler"] = "unknown";
+#endif
+        d["build_type"] = LOOPLM_BUILD_TYPE;
+        d["native"] = LOOPLM_NATIVE_BUILD != 0;
+        return d;
+    }, "How the extension was built: compiler, CMake build type, -march=native or portable.");
     m.def("physical_cores", &physical_cores);
     m.def("file_info", &file_info, py::arg("path"), py::arg("max_array") = 64,
           "Validates a GGUF file and returns its header, metadata and tensor table.");
@@ -372,10 +397,10 @@ PYBIND11_MODULE(_core, m) {
 
     py::class_<PyModel>(m, "Model")
         .def(py::init<const std::string &, int64_t, int, int, const std::string &, double, const std::string &, int,
-                      const std::string &, const std::string &, int64_t>(),
+                      const std::string &, const std::string &, int64_t, bool, bool>(),
              py::arg("path"), py::arg("n_ctx"), py::arg("n_threads"), py::arg("loops"), py::arg("kv_type"),
              py::arg("exit_threshold"), py::arg("exit_mode"), py::arg("exit_at_step"), py::arg("kv_fill"),
-             py::arg("kernels"), py::arg("n_batch"))
+             py::arg("kernels"), py::arg("n_batch"), py::arg("use_mmap") = true, py::arg("use_mlock") = false)
         .def("eval", &PyModel::eval, py::arg("tokens"), py::arg("all_logits") = false)
         .def("reset", &PyModel::reset)
         .def("truncate", &PyModel::truncate)

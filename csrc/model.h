@@ -49,10 +49,14 @@ struct Vocab {
     std::string chat_template;      // tokenizer.chat_template, may be empty
 };
 
+// The weight types the runtime has kernels for (F32, F16, BF16, Q8_0, Q4_0, Q4_1).
+bool runnable_type(DType t);
+
 class Model {
   public:
-    // Maps and validates the file; throws GGUFError naming the file and key/tensor at fault.
-    explicit Model(const std::string & path);
+    // Maps (or, use_mmap = false, reads) and validates the file; throws GGUFError naming the
+    // file and key/tensor at fault. use_mlock: see GGUFFile.
+    explicit Model(const std::string & path, bool use_mmap = true, bool use_mlock = false);
 
     const GGUFFile & file() const { return *file_; }
     const Config & config() const { return config_; }

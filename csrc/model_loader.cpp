@@ -8,12 +8,12 @@
 
 namespace looplm {
 
-namespace {
-
-bool matmul_type(DType t) {
+bool runnable_type(DType t) {
     return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q4_0 ||
            t == DType::Q4_1 || t == DType::Q8_0;
 }
+
+namespace {
 
 class Loader {
   public:
@@ -42,7 +42,7 @@ class Loader {
     Tensor matrix(const std::string & name, int64_t ne0, int64_t ne1) {
         const GGUFTensor & t = tensor(name);
         // The type first: a K-quant's 256-element rows may not even fit the expected shape.
-        if (!matmul_type(t.type)) {
+        if (!runnable_type(t.type)) {
             f_.fail("tensor '" + name + "' has type " + type_name(t.type) +
                     ", which looplm cannot run (F32, F16, BF16, Q8_0, Q4_0, Q4_1)");
         }
@@ -140,7 +140,8 @@ Vocab load_vocab(const GGUFFile & f, int64_t n_vocab) {
 
 }  // namespace
 
-Model::Model(const std::string & path) : file_(new GGUFFile(path)) {
+Model::Model(const std::string & path, bool use_mmap, bool use_mlock)
+    : file_(new GGUFFile(path, use_mmap, use_mlock)) {
     const GGUFFile & f = *file_;
     Config & c = config_;
     c.arch = f.get_string("general.architecture");

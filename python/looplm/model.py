@@ -8,7 +8,8 @@ a token early (``exit_mode="skip"``) or only choose which loop feeds the logits
 from __future__ import annotations
 
 import contextlib
-import math
+import errno
+import numbers
 import os
 import warnings
 from collections.abc import Iterator
@@ -41,9 +42,13 @@ class Model:
             loop's keys/values, default) or "first" (loop 0's).
         n_batch: tokens per forward micro-batch when evaluating a prompt.
         kernels: force a kernel set by name (debugging; see ``looplm.kernels_available()``).
-        verbose: print one line about the loaded model to stderr.
+        use_mmap: map the file (default); False reads it into memory (llama.cpp's --no-mmap).
+        use_mlock: lock the model's pages in RAM (llama.cpp's --mlock); a lock the system
+            refuses (the locked-memory limit) is a warning, not an error.
+        verbose: print the model, the build and the kernels in use to stderr.
 
     Raises:
+        FileNotFoundError: there is no file at ``path``.
         GGUFError: the file is not a valid GGUF or not a model looplm can run.
         ValueError: an argument is out of range.
     """
@@ -62,6 +67,8 @@ class Model:
         kv_fill: str = "exit",
         n_batch: int = 256,
         kernels: str | None = None,
+        use_mmap: bool = True,
+        use_mlock: bool = False,
         verbose: bool = False,
     ) -> None:
         path = os.fspath(path)
@@ -75,8 +82,8 @@ class Model:
             raise ValueError(f"loops must be an integer in 1..64, got {loops!r}")
         if not isinstance(n_batch, int) or not 1 <= n_batch <= 2**31 - 1:
             raise ValueError(f"n_batch must be an integer in 1..{2**31 - 1}, got {n_batch!r}")
-        if not os.path.isfile(path):
-            raise _core.GGUFError(f"{path}: no such file")
+        if not os.path.exists(path):
+            raise FileNotFoundError(errno.ENOENT, "no such file", path)
         self.path = path
         self._n_batch = n_batch
         self.reused_prefix = 0
@@ -84,9 +91,12 @@ class Model:
         # that prefill reuses a prefix only when it is what a fresh evaluation would compute.
         self._ctx_key: tuple | None = None
         self._m = _core.Model(
-            path, n_ctx, n_threads or 0, loops or 0, kv_type, 1.0, "exact", -1, "exit", kernels or "", n_batch
-        )
+            path, n_ctx, n_threads or 0, loops or 0, kv_type, 1.0, "exact", -1, "exit", kernels or "", n_batch,
+            bool(use_mmap), bool(use_mlock),
+        )  # fmt: skip
         cfg = self._m.config
+        if use_mlock and not cfg["mlock"]:
+            warnings.warn(f"{path}: {cfg['mlock_error']}; running unlocked", stacklevel=2)
         if loops is not None and loops > cfg["n_loops_trained"]:
             warnings.warn(
                 f"loops={loops} is above the {cfg['n_loops_trained']} the model was trained with; "
@@ -112,9 +122,11 @@ class Model:
         self, threshold: float | None, mode: str | None, at_step: int | None, fill: str | None
     ) -> tuple[float, str, int, str]:
         cfg = self._m.config
+        if threshold is not None and (
+            isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 <= threshold <= 1.0
+        ):
+            raise ValueError(f"exit_threshold must be a number in 0..1 (1: every loop runs), got {threshold!r}")
         thr = cfg["exit_threshold_default"] if threshold is None else float(threshold)
-        if math.isnan(thr) or thr < 0.0:
-            raise ValueError(f"exit_threshold must be a number >= 0, got {threshold!r}")
         if mode is None:
             mode = "skip" if (thr < 1.0 or at_step is not None) else "exact"
         if mode not in EXIT_MODES:
@@ -320,8 +332,9 @@ class Model:
             prompt: text (special tokens parsed) or token ids.
             **opts: max_tokens (256; None or -1: unlimited), temperature (0.8), top_p (0.95),
                 top_k (40), min_p (0.05), repeat_penalty (1.0), presence_penalty (0.0),
-                frequency_penalty (0.0), stop (str or list), stream (False), seed (None:
-                random), and the Ouro options loops, exit_threshold, exit_mode, exit_at_step.
+                frequency_penalty (0.0), penalty_last_n (64), stop (str or list), stream
+                (False), seed (None: random), and the Ouro options loops, exit_threshold,
+                exit_mode, exit_at_step.
 
         Returns:
             ``{"id", "object": "text_completion", "created", "model", "choices": [{"text",
@@ -351,11 +364,17 @@ class Model:
         return create_chat_completion(self, messages, **opts)
 
     def describe(self) -> str:
+        """One line: the model, how it is held in memory, the kernels and threads in use, the build."""
+        from . import build_info
+
         c = self.config
+        memory = "mmap" if c["mmap"] else "read into memory"
+        memory += ", mlocked" if c["mlock"] else ""
         return (
             f"looplm: {os.path.basename(self.path)}: {c['arch']}, {c['n_layer']} layers x "
             f"{c['n_loops']} loops, {c['weight_type']}, exit gate {'yes' if c['has_exit_gate'] else 'no'}, "
-            f"kernels {c['kernels']}, {c['n_threads']} threads, n_ctx {c['n_ctx']}"
+            f"{c['file_size'] / 1e6:.0f} MB ({memory}), kernels {c['kernels']}, {c['n_threads']} threads, "
+            f"n_ctx {c['n_ctx']} | {build_info()}"
         )
 
     def __repr__(self) -> str:

@@ -48,6 +48,16 @@ def config(shape: str) -> dict:
     return {**COMMON, **SHAPES[shape], "_name_or_path": f"synthetic/{shape}"}
 
 
+def gguf_bytes(shape: str, qtype: str) -> int:
+    """The size of write_gguf's tensor data for a shape and a weight type (norms in f32)."""
+    per_32 = {"q4_0": 18, "q8_0": 34, "f16": 64}[qtype]
+    return sum(
+        4 * s[0] if len(s) == 1 else s[0] * s[1] // 32 * per_32
+        for name, s in hf_tensors(config(shape))
+        if "early_exit_gate" not in name
+    )
+
+
 def _values(rng: np.random.Generator, name: str, shape: tuple[int, ...]) -> np.ndarray:
     if len(shape) == 1 and "bias" not in name:  # norms near 1
         return (1.0 + 0.05 * rng.standard_normal(shape)).astype(np.float32)
