@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -211,3 +212,20 @@ def test_no_mmap_in_the_api(tiny_gguf):
     read = looplm.Model(tiny_gguf["q4_0"], kv_type="f32", use_mmap=False)
     assert mapped.config["mmap"] and not read.config["mmap"]
     np.testing.assert_array_equal(read.eval([5, 6, 7], all_logits=True), mapped.eval([5, 6, 7], all_logits=True))
+
+
+def test_demo(tmp_path):
+    """`looplm demo`: says the weights are random, runs with --show-exits, a mix of exit loops,
+    both speeds; the model it converted is the one it names, and runs."""
+    env = {**os.environ, "LOOPLM_CACHE": str(tmp_path)}
+    r = subprocess.run([*LOOPLM, "demo", "-n", "24", "-t", "1"], check=False, capture_output=True, text=True,
+                       timeout=300, env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "RANDOM weights" in r.stdout and "gibberish" in r.stdout and "--show-exits" in r.stdout
+    summary = next(x for x in r.stdout.splitlines() if x.startswith("looplm: exit loop (0-based): "))
+    shares = [int(p) for _, p in re.findall(r"(\d): (\d+)%", summary.split(" | ")[0])]
+    assert len(shares) == 4 and sum(s > 0 for s in shares) >= 3, summary  # tokens exit at different loops
+    assert "all loops (--exit-threshold 1)        4.00 loops/token" in r.stdout
+    assert "skip mode (--exit-threshold 0.8)" in r.stdout
+    (gguf,) = (tmp_path / "demo").glob("*.gguf")
+    assert str(gguf) in r.stdout and looplm.Model(gguf).config["n_loops"] == 4

@@ -34,7 +34,8 @@ class GenerationResponse:
         prompt_tps: prompt tokens per second.
         generation_tokens: tokens generated so far.
         generation_tps: generated tokens per second so far.
-        mean_loops: mean loops per generated token so far.
+        mean_loops: mean exit depth (exit loop + 1) of the generated tokens so far: the loops
+            computed per token in skip mode; in exact mode every loop is computed anyway.
         finish_reason: "stop" (stop token or string), "length" (max_tokens or a full
             context) or None while generating.
     """
