@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "check.h"
-#include "model.h"
+#include "model/context.h"
 
 using namespace looplm;
 

@@ -1,0 +1,400 @@
+// bindings.cpp - the pybind11 module looplm._core. Translation only: argument conversion,
+// GIL release around compute, C++ exceptions to Python ones.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <mutex>
+
+#include "model/context.h"
+#include "quant/quantize.h"
+#include "runtime/cpu_features.h"
+#include "text/sampler.h"
+
+namespace py = pybind11;
+using namespace looplm;
+
+// bindings_kernels.cpp
+const Kernels & kernel_set(const std::string & name);
+void bind_kernels(py::module_ & m);
+
+#ifndef LOOPLM_VERSION
+#define LOOPLM_VERSION "dev"
+#endif
+
+namespace {
+
+py::object value_to_py(const GGUFValue & v) {
+    auto scalar = [](GGUFType t, const uint8_t * p) -> py::object {
+        switch (t) {
+            case GGUFType::U8: return py::int_(*p);
+            case GGUFType::I8: return py::int_(static_cast<int8_t>(*p));
+            case GGUFType::U16: { uint16_t x; std::memcpy(&x, p, 2); return py::int_(x); }
+            case GGUFType::I16: { int16_t x; std::memcpy(&x, p, 2); return py::int_(x); }
+            case GGUFType::U32: { uint32_t x; std::memcpy(&x, p, 4); return py::int_(x); }
+            case GGUFType::I32: { int32_t x; std::memcpy(&x, p, 4); return py::int_(x); }
+            case GGUFType::U64: { uint64_t x; std::memcpy(&x, p, 8); return py::int_(x); }
+            case GGUFType::I64: { int64_t x; std::memcpy(&x, p, 8); return py::int_(x); }
+            case GGUFType::F32: { float x; std::memcpy(&x, p, 4); return py::float_(x); }
+            case GGUFType::F64: { double x; std::memcpy(&x, p, 8); return py::float_(x); }
+            case GGUFType::BOOL: return py::bool_(*p != 0);
+            default: return py::none();
+        }
+    };
+    if (v.type == GGUFType::STRING) {
+        const std::string s = GGUFFile::string_at(v, 0);
+        return py::reinterpret_steal<py::object>(PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "replace"));
+    }
+    if (v.type != GGUFType::ARRAY) return scalar(v.type, v.data);
+    py::list out;
+    if (v.elem_type == GGUFType::STRING) {
+        for (uint64_t i = 0; i < v.count; i++) {
+            const std::string s = GGUFFile::string_at(v, i);
+            out.append(py::reinterpret_steal<py::object>(PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "replace")));
+        }
+        return std::move(out);
+    }
+    const size_t es = v.elem_type == GGUFType::U8 || v.elem_type == GGUFType::I8 || v.elem_type == GGUFType::BOOL ? 1
+                      : v.elem_type == GGUFType::U16 || v.elem_type == GGUFType::I16                         ? 2
+                      : v.elem_type == GGUFType::U64 || v.elem_type == GGUFType::I64 || v.elem_type == GGUFType::F64 ? 8
+                                                                                                                  : 4;
+    for (uint64_t i = 0; i < v.count; i++) out.append(scalar(v.elem_type, v.data + i * es));
+    return std::move(out);
+}
+
+// Metadata as a dict; arrays longer than max_array elements (the vocabulary) are left out.
+py::dict metadata_dict(const GGUFFile & f, uint64_t max_array) {
+    py::dict d;
+    for (const std::string & key : f.keys()) {
+        const GGUFValue & v = *f.find(key);
+        if (v.type == GGUFType::ARRAY && v.count > max_array) continue;
+        d[py::str(key)] = value_to_py(v);
+    }
+    return d;
+}
+
+py::dict file_info(const std::string & path, uint64_t max_array) {
+    GGUFFile f(path);
+    py::dict d;
+    d["version"] = f.version();
+    d["file_size"] = f.file_size();
+    d["alignment"] = f.alignment();
+    d["data_offset"] = f.data_offset();
+    d["metadata"] = metadata_dict(f, max_array);
+    py::list tensors;
+    for (const GGUFTensor & t : f.tensors()) {
+        py::list shape;
+        for (int i = 0; i < t.n_dims; i++) shape.append(t.ne[i]);
+        tensors.append(py::make_tuple(t.name, type_name(t.type), shape, t.offset, t.nbytes));
+    }
+    d["tensors"] = tensors;
+    return d;
+}
+
+ExitMode parse_mode(const std::string & s) {
+    if (s == "exact") return ExitMode::Exact;
+    if (s == "skip") return ExitMode::Skip;
+    throw std::invalid_argument("exit_mode must be 'exact' or 'skip', not '" + s + "'");
+}
+
+KVFill parse_fill(const std::string & s) {
+    if (s == "exit") return KVFill::ExitLoop;
+    if (s == "first") return KVFill::FirstLoop;
+    throw std::invalid_argument("kv_fill must be 'exit' or 'first', not '" + s + "'");
+}
+
+
+// A loaded model with its context: what looplm.Model wraps.
+class PyModel {
+  public:
+    PyModel(const std::string & path, int64_t n_ctx, int n_threads, int loops, const std::string & kv_type,
+            double exit_threshold, const std::string & exit_mode, int exit_at_step, const std::string & kv_fill,
+            const std::string & kernels, int64_t n_batch)
+        : model_(path) {
+        ContextParams p;
+        p.n_ctx = n_ctx;
+        p.n_threads = n_threads;
+        p.n_loops = loops;
+        p.n_batch = n_batch;
+        if (kv_type == "f16") p.kv_type = DType::F16;
+        else if (kv_type == "f32") p.kv_type = DType::F32;
+        else throw std::invalid_argument("kv_type must be 'f16' or 'f32', not '" + kv_type + "'");
+        p.exit.threshold = exit_threshold;
+        p.exit.mode = parse_mode(exit_mode);
+        p.exit.exit_at_step = exit_at_step;
+        p.exit.fill = parse_fill(kv_fill);
+        if (!kernels.empty()) p.kernels = &kernel_set(kernels);
+        ctx_.reset(new Context(model_, p));
+    }
+
+    py::array_t<float> eval(py::array_t<int32_t, py::array::c_style | py::array::forcecast> tokens, bool all_logits) {
+        if (tokens.ndim() != 1) throw std::invalid_argument("tokens must be a 1-D sequence of ids");
+        const int64_t n = tokens.shape(0);
+        const int64_t vocab = model_.config().n_vocab;
+        std::vector<int32_t> ids(tokens.data(), tokens.data() + n);
+        std::vector<float> out;
+        {
+            auto lock = claim();
+            // Before sizing the logits by n: a request that cannot fit must not allocate them.
+            if (n > ctx_->kv().n_ctx() - ctx_->n_past()) {
+                throw std::length_error("context overflow: " + std::to_string(ctx_->n_past()) + " tokens in the context + " +
+                                        std::to_string(n) + " new > n_ctx " + std::to_string(ctx_->kv().n_ctx()));
+            }
+            out.resize(static_cast<size_t>((all_logits ? n : 1) * vocab));
+            py::gil_scoped_release release;
+            ctx_->eval(ids.data(), n, all_logits, out.data());
+        }
+        if (all_logits) {
+            py::array_t<float> a({n, vocab});
+            std::memcpy(a.mutable_data(), out.data(), out.size() * sizeof(float));
+            return a;
+        }
+        py::array_t<float> a(vocab);
+        std::memcpy(a.mutable_data(), out.data(), out.size() * sizeof(float));
+        return a;
+    }
+
+    void reset() {
+        auto lock = claim();
+        ctx_->reset();
+    }
+
+    void truncate(int64_t n) {
+        auto lock = claim();
+        ctx_->truncate(n);
+    }
+
+    void set_exit(double threshold, const std::string & mode, int exit_at_step, const std::string & fill) {
+        auto lock = claim();
+        ExitPolicy p;
+        p.threshold = threshold;
+        p.mode = parse_mode(mode);
+        p.exit_at_step = exit_at_step;
+        p.fill = parse_fill(fill);
+        ctx_->exit_policy() = p;
+    }
+
+    py::tuple get_exit() {
+        ExitPolicy p;
+        {
+            auto lock = claim();  // copied under the claim, Python objects made after it
+            p = ctx_->exit_policy();
+        }
+        return py::make_tuple(p.threshold, p.mode == ExitMode::Skip ? "skip" : "exact", p.exit_at_step,
+                              p.fill == KVFill::ExitLoop ? "exit" : "first");
+    }
+
+    std::vector<int32_t> tokens() const {
+        auto lock = claim();
+        return ctx_->tokens();
+    }
+
+    void set_loops(int n) {
+        auto lock = claim();
+        ctx_->set_loops(n);
+    }
+
+    int last_exit_step() const {
+        auto lock = claim();
+        const std::vector<int8_t> & s = ctx_->exit_steps();
+        if (s.empty()) throw std::invalid_argument("the context is empty");
+        return s.back();
+    }
+
+    py::array_t<int8_t> exit_steps() const {
+        std::vector<int8_t> s;
+        {
+            auto lock = claim();  // copied under the claim, Python objects made after it
+            s = ctx_->exit_steps();
+        }
+        py::array_t<int8_t> a(static_cast<py::ssize_t>(s.size()));
+        if (!s.empty()) std::memcpy(a.mutable_data(), s.data(), s.size());
+        return a;
+    }
+
+    // Keys and values of one (loop, layer) slot as f32 [n_past, kv_dim]; for tests and debugging.
+    py::tuple kv_slot(int loop, int layer) const {
+        auto lock = claim();
+        const KVCache & kv = ctx_->kv();
+        if (loop < 0 || loop >= ctx_->max_loops() || layer < 0 || layer >= model_.config().n_layer) {
+            throw std::invalid_argument("no KV slot for loop " + std::to_string(loop) + ", layer " + std::to_string(layer));
+        }
+        const int slot = loop * model_.config().n_layer + layer;
+        const int64_t n = ctx_->n_past(), d = kv.kv_dim();
+        std::vector<float> k(static_cast<size_t>(n * d)), v(k.size());
+        for (int64_t t = 0; t < n; t++) {
+            dequantize_row(kv.type(), kv.k(slot, t), k.data() + t * d, d);
+            dequantize_row(kv.type(), kv.v(slot, t), v.data() + t * d, d);
+        }
+        lock.unlock();  // Python objects after the claim: allocating them may run other threads
+        py::array_t<float> ka({n, d}), va({n, d});
+        if (!k.empty()) {
+            std::memcpy(ka.mutable_data(), k.data(), k.size() * sizeof(float));
+            std::memcpy(va.mutable_data(), v.data(), v.size() * sizeof(float));
+        }
+        return py::make_tuple(ka, va);
+    }
+
+    py::dict config() const {
+        const Config & c = model_.config();
+        py::dict d;
+        d["arch"] = c.arch;
+        d["n_vocab"] = c.n_vocab;
+        d["n_embd"] = c.n_embd;
+        d["n_ff"] = c.n_ff;
+        d["n_layer"] = c.n_layer;
+        d["n_head"] = c.n_head;
+        d["n_head_kv"] = c.n_head_kv;
+        d["head_dim"] = c.head_dim;
+        d["n_ctx_train"] = c.n_ctx_train;
+        d["rms_eps"] = c.rms_eps;
+        d["rope_theta"] = c.rope_theta;
+        d["n_loops_trained"] = c.n_loops;
+        d["n_loops"] = ctx_->n_loops();
+        d["max_loops"] = ctx_->max_loops();
+        d["has_exit_gate"] = c.has_gate;
+        d["exit_threshold_default"] = c.exit_threshold;
+        d["n_ctx"] = ctx_->kv().n_ctx();
+        d["kv_type"] = ctx_->kv().type() == DType::F16 ? "f16" : "f32";
+        d["n_threads"] = ctx_->n_threads();
+        d["kernels"] = ctx_->kernels().name;
+        d["weight_type"] = type_name(model_.layers[0].ffn_up.type);
+        d["file_size"] = model_.file().file_size();
+        return d;
+    }
+
+    py::dict metadata() const { return metadata_dict(model_.file(), 4096); }
+
+    const Tokenizer & tok() const {
+        if (!model_.vocab.tokenizer) throw std::invalid_argument(model_.file().path() + ": the file carries no tokenizer");
+        return *model_.vocab.tokenizer;
+    }
+
+    std::vector<int32_t> tokenize(const std::string & text, bool special) const {
+        const Tokenizer & t = tok();
+        py::gil_scoped_release release;
+        return t.encode(text, special);
+    }
+
+    py::bytes token_bytes(int32_t id) const {
+        if (id < 0 || id >= tok().n_vocab()) throw std::invalid_argument("token id " + std::to_string(id) + " is out of range");
+        return py::bytes(tok().token_bytes(id));
+    }
+
+    py::bytes detokenize(const std::vector<int32_t> & ids) const {
+        const Tokenizer & t = tok();
+        for (int32_t id : ids) {
+            if (id < 0 || id >= t.n_vocab()) throw std::invalid_argument("token id " + std::to_string(id) + " is out of range");
+        }
+        return py::bytes(t.decode(ids));
+    }
+
+    py::dict vocab() const {
+        const Vocab & v = model_.vocab;
+        py::dict d;
+        d["has_tokenizer"] = static_cast<bool>(v.tokenizer);
+        d["n_tokens"] = v.tokenizer ? v.tokenizer->n_vocab() : 0;
+        d["bos"] = v.bos;
+        d["eos"] = v.eos;
+        d["eot"] = v.eot;
+        d["add_bos"] = v.add_bos;
+        d["stop_ids"] = v.stop_ids;
+        d["chat_template"] = v.chat_template;
+        return d;
+    }
+
+    int32_t token_type(int32_t id) const { return tok().type(id); }
+    int64_t n_past() const { return ctx_->n_past(); }
+    size_t kv_bytes() const {
+        auto lock = claim();
+        return ctx_->kv().allocated_bytes();
+    }
+
+  private:
+    // Claims the context for one call without waiting. eval runs without the GIL, so another
+    // Python thread may call in meanwhile: it gets this error rather than racing with the
+    // eval (readers too: tokens, exit steps and KV pages may be reallocated under them).
+    // n_past and config stay plain reads.
+    std::unique_lock<std::mutex> claim() const {
+        std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
+        if (!lock.owns_lock()) throw std::runtime_error("this Model is in use by another thread");
+        return lock;
+    }
+
+    Model model_;
+    std::unique_ptr<Context> ctx_;
+    mutable std::mutex busy_;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "looplm native runtime (private; use the looplm package)";
+    m.attr("__version__") = LOOPLM_VERSION;
+    py::register_exception<GGUFError>(m, "GGUFError", PyExc_ValueError);
+
+    m.def("kernels", [] { return std::string(active_kernels().name); },
+          "Name of the kernel set this process uses.");
+    m.def("kernels_available", [] {
+        const Kernels * k[8];
+        const int n = available_kernels(k, 8);
+        std::vector<std::string> names;
+        for (int i = 0; i < n; i++) names.emplace_back(k[i]->name);
+        return names;
+    });
+    m.def("cpu_features", [] { return std::string(cpu_features()); });
+    m.def("physical_cores", &physical_cores);
+    m.def("file_info", &file_info, py::arg("path"), py::arg("max_array") = 64,
+          "Validates a GGUF file and returns its header, metadata and tensor table.");
+    bind_kernels(m);  // bindings_kernels.cpp: kernel test hooks, read bandwidth
+
+    py::class_<Sampler>(m, "Sampler")
+        .def(py::init([](float temperature, int top_k, float top_p, float min_p, float repeat_penalty,
+                         float presence_penalty, float frequency_penalty, int penalty_last_n, uint64_t seed) {
+                 SamplerParams p;
+                 p.temperature = temperature;
+                 p.top_k = top_k;
+                 p.top_p = top_p;
+                 p.min_p = min_p;
+                 p.repeat_penalty = repeat_penalty;
+                 p.presence_penalty = presence_penalty;
+                 p.frequency_penalty = frequency_penalty;
+                 p.penalty_last_n = penalty_last_n;
+                 p.seed = seed;
+                 return new Sampler(p);
+             }),
+             py::arg("temperature"), py::arg("top_k"), py::arg("top_p"), py::arg("min_p"), py::arg("repeat_penalty"),
+             py::arg("presence_penalty"), py::arg("frequency_penalty"), py::arg("penalty_last_n"), py::arg("seed"))
+        .def("sample", [](Sampler & s, py::array_t<float, py::array::c_style | py::array::forcecast> logits,
+                          py::array_t<int32_t, py::array::c_style | py::array::forcecast> history) {
+            if (logits.ndim() != 1 || logits.size() == 0) throw std::invalid_argument("logits must be a non-empty 1-D array");
+            return s.sample(logits.data(), logits.size(), history.data(), history.size());
+        });
+
+    py::class_<PyModel>(m, "Model")
+        .def(py::init<const std::string &, int64_t, int, int, const std::string &, double, const std::string &, int,
+                      const std::string &, const std::string &, int64_t>(),
+             py::arg("path"), py::arg("n_ctx"), py::arg("n_threads"), py::arg("loops"), py::arg("kv_type"),
+             py::arg("exit_threshold"), py::arg("exit_mode"), py::arg("exit_at_step"), py::arg("kv_fill"),
+             py::arg("kernels"), py::arg("n_batch"))
+        .def("eval", &PyModel::eval, py::arg("tokens"), py::arg("all_logits") = false)
+        .def("reset", &PyModel::reset)
+        .def("truncate", &PyModel::truncate)
+        .def("set_loops", &PyModel::set_loops)
+        .def_property_readonly("tokens", &PyModel::tokens)
+        .def("set_exit", &PyModel::set_exit)
+        .def("get_exit", &PyModel::get_exit)
+        .def("kv_slot", &PyModel::kv_slot)
+        .def("tokenize", &PyModel::tokenize, py::arg("text"), py::arg("special"))
+        .def("token_bytes", &PyModel::token_bytes)
+        .def("detokenize", &PyModel::detokenize)
+        .def("token_type", &PyModel::token_type)
+        .def_property_readonly("vocab", &PyModel::vocab)
+        .def_property_readonly("exit_steps", &PyModel::exit_steps)
+        .def_property_readonly("last_exit_step", [](const PyModel & m) { return m.last_exit_step(); })
+        .def_property_readonly("config", &PyModel::config)
+        .def_property_readonly("metadata", &PyModel::metadata)
+        .def_property_readonly("n_past", &PyModel::n_past)
+        .def_property_readonly("kv_bytes", &PyModel::kv_bytes);
+}
