@@ -37,62 +37,101 @@ Context::Context(const Model & model, const ContextParams & p)
       ops_(k_, pool_),
       attn_(k_, pool_),
       max_loops_(p.n_loops > 0 ? p.n_loops : cfg_.n_loops),
-      n_loops_(max_loops_),
       n_batch_(p.n_batch),
-      policy_(p.exit),
       kv_(max_loops_ * cfg_.n_layer, static_cast<int64_t>(cfg_.n_head_kv) * cfg_.head_dim, p.n_ctx, p.kv_type) {
     if (p.n_ctx < 1) throw std::invalid_argument("n_ctx must be >= 1");
     if (max_loops_ > 64) throw std::invalid_argument("loops must be in 1..64");
     if (n_batch_ < 1) throw std::invalid_argument("n_batch must be >= 1");
 }
 
-void Context::reset() {
-    n_past_ = 0;
-    exit_steps_.clear();
-    tokens_.clear();
-    kv_.clear();
+RunRequest RunRequest::merged(const RunRequest & over) const {
+    RunRequest r;
+    r.loops = over.loops ? over.loops : loops;
+    r.exit = exit.merged(over.exit);
+    return r;
 }
 
-void Context::set_loops(int n) {
-    if (n < 1 || n > max_loops_) {
-        throw std::invalid_argument("loops=" + std::to_string(n) + " is outside 1.." + std::to_string(max_loops_) +
+RunOptions Context::resolve(const RunRequest & r) const {
+    RunOptions o;
+    o.loops = r.loops.value_or(max_loops_);
+    if (o.loops < 1 || o.loops > max_loops_) {
+        throw std::invalid_argument("loops=" + std::to_string(o.loops) + " is outside 1.." + std::to_string(max_loops_) +
                                     " (the KV cache has slots for " + std::to_string(max_loops_) +
                                     " loops; load the model with more loops)");
     }
-    n_loops_ = n;
+    o.exit = resolve_exit(r.exit, cfg_.exit_threshold, o.loops);
+    return o;
+}
+
+void Context::reset() {
+    n_past_ = 0;
+    reused_ = 0;
+    exit_steps_.clear();
+    tokens_.clear();
+    runs_.clear();
+    kv_.clear();
 }
 
 void Context::truncate(int64_t n) {
     if (n < 0 || n > n_past_) {
-        throw std::invalid_argument("truncate(" + std::to_string(n) + "): the context holds " + std::to_string(n_past_) + " tokens");
+        throw std::invalid_argument("truncate(" + std::to_string(n) + "): the context holds " + std::to_string(n_past_) +
+                                    " tokens");
     }
     n_past_ = n;
     exit_steps_.resize(static_cast<size_t>(n));
     tokens_.resize(static_cast<size_t>(n));
+    while (!runs_.empty() && (runs_.size() > 1 ? runs_[runs_.size() - 2].end : 0) >= n) runs_.pop_back();
+    if (!runs_.empty()) runs_.back().end = n;
 }
 
-void Context::eval(const int32_t * tokens, int64_t n, bool all_logits, float * logits) {
+void Context::eval(const int32_t * tokens, int64_t n, const RunOptions & opts, bool all_logits, float * logits) {
     if (n < 1) throw std::invalid_argument("eval needs at least one token");
+    if (opts.loops < 1 || opts.loops > max_loops_) throw std::invalid_argument("loops outside the KV cache's slots");
     for (int64_t i = 0; i < n; i++) {
         if (tokens[i] < 0 || tokens[i] >= cfg_.n_vocab) {
             throw std::invalid_argument("token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
-                                    " is out of range (vocabulary of " + std::to_string(cfg_.n_vocab) + ")");
+                                        " is out of range (vocabulary of " + std::to_string(cfg_.n_vocab) + ")");
         }
     }
     if (n_past_ + n > kv_.n_ctx()) {
         throw std::length_error("context overflow: " + std::to_string(n_past_) + " tokens in the context + " +
                                 std::to_string(n) + " new > n_ctx " + std::to_string(kv_.n_ctx()));
     }
-    kv_.ensure(n_past_ + n);
-    for (int64_t done = 0; done < n; done += n_batch_) {
-        const int64_t m = std::min(n_batch_, n - done);
-        const bool last = done + m == n;
-        float * out = all_logits ? logits + done * cfg_.n_vocab : (last ? logits : nullptr);
-        forward(tokens + done, m, all_logits, out);
+    // A failure anywhere below (an allocation) leaves the context as it was: the positions
+    // of this call are forgotten, and their KV rows are overwritten by a later call.
+    const int64_t n0 = n_past_;
+    try {
+        kv_.ensure(n_past_ + n);
+        for (int64_t done = 0; done < n; done += n_batch_) {
+            const int64_t m = std::min(n_batch_, n - done);
+            const bool last = done + m == n;
+            float * out = all_logits ? logits + done * cfg_.n_vocab : (last ? logits : nullptr);
+            forward(tokens + done, m, opts, all_logits, out);
+        }
+    } catch (...) {
+        truncate(n0);
+        throw;
     }
 }
 
-void Context::forward(const int32_t * tokens, int64_t n, bool all_logits, float * logits) {
+bool Context::prefill(const int32_t * tokens, int64_t n, const RunOptions & opts, float * logits,
+                      const std::function<bool()> & stop) {
+    if (n < 1) throw std::invalid_argument("cannot prefill an empty prompt");
+    // Positions computed with opts form the first run; only they can be reused.
+    const int64_t valid = !runs_.empty() && runs_.front().opts == opts ? runs_.front().end : 0;
+    int64_t p = 0;
+    while (p < valid && p < n - 1 && tokens_[static_cast<size_t>(p)] == tokens[p]) p++;
+    truncate(p);
+    reused_ = p;
+    for (int64_t i = p; i < n; i += n_batch_) {
+        if (i > p && stop && stop()) return false;
+        const int64_t m = std::min(n_batch_, n - i);
+        eval(tokens + i, m, opts, false, logits);
+    }
+    return true;
+}
+
+void Context::forward(const int32_t * tokens, int64_t n, const RunOptions & opts, bool all_logits, float * logits) {
     const int64_t E = cfg_.n_embd;
     const int nl = cfg_.n_layer;
     const int64_t n_out = all_logits ? n : (logits ? 1 : 0);  // rows of logits wanted
@@ -113,9 +152,12 @@ void Context::forward(const int32_t * tokens, int64_t n, bool all_logits, float 
     std::vector<ExitState> exits(static_cast<size_t>(n));
     exit_steps_.resize(static_cast<size_t>(n_past_ + n));
     tokens_.insert(tokens_.end(), tokens, tokens + n);
+    if (runs_.empty() || runs_.back().opts != opts) runs_.push_back({n_past_, opts});
+    const int n_loops = opts.loops;
+    const ExitPolicy & policy = opts.exit;
 
     int64_t na = n;  // active rows: h, pos and idx are compacted to them
-    for (int s = 0; s < n_loops_ && na > 0; s++) {
+    for (int s = 0; s < n_loops && na > 0; s++) {
         for (int l = 0; l < nl; l++) block(model_.layers[static_cast<size_t>(l)], s * nl + l, na);
         ops_.rmsnorm(h, model_.output_norm.data(), h, na, E, cfg_.rms_eps);
 
@@ -126,12 +168,12 @@ void Context::forward(const int32_t * tokens, int64_t n, bool all_logits, float 
                 for (int64_t j = 0; j < E; j++) gate += static_cast<double>(cfg_.gate_w[j]) * h[r * E + j];
             }
             const int64_t i = idx[r];
-            if (exit_update(exits[static_cast<size_t>(i)], s, n_loops_, cfg_.has_gate, gate, policy_)) {
+            if (exit_update(exits[static_cast<size_t>(i)], s, n_loops, cfg_.has_gate, gate, policy)) {
                 exit_steps_[static_cast<size_t>(pos[r])] = static_cast<int8_t>(s);
                 const int64_t out_row = all_logits ? i : (i == n - 1 ? 0 : -1);
                 if (n_out > 0 && out_row >= 0) std::memcpy(out_h + out_row * E, h + r * E, E * sizeof(float));
-                if (policy_.mode == ExitMode::Skip) {
-                    fill_skipped(s, pos[r]);
+                if (policy.mode == ExitMode::Skip) {
+                    fill_skipped(policy, s, pos[r]);
                     continue;  // drop the row: it runs no further loops
                 }
             }
@@ -146,8 +188,9 @@ void Context::forward(const int32_t * tokens, int64_t n, bool all_logits, float 
     }
     // Rows that ran every active loop: when fewer loops run than the cache has slots for,
     // the remaining slots follow the fill policy too.
-    for (int64_t r = 0; r < na; r++) fill_skipped(n_loops_ - 1, pos[r]);
+    for (int64_t r = 0; r < na; r++) fill_skipped(policy, n_loops - 1, pos[r]);
     n_past_ += n;
+    runs_.back().end = n_past_;
 
     if (n_out > 0) {  // logits = lm_head(h at each token's exit step)
         ops_.prepare(model_.output.type, out_h, n_out, E, act_);
@@ -208,9 +251,9 @@ void Context::project(const float * x, int64_t n, const Tensor * const * ws, flo
     }
 }
 
-void Context::fill_skipped(int last_loop, int64_t pos) {
+void Context::fill_skipped(const ExitPolicy & p, int last_loop, int64_t pos) {
     const int nl = cfg_.n_layer;
-    const int src_loop = policy_.fill == KVFill::ExitLoop ? last_loop : 0;
+    const int src_loop = p.fill == KVFill::ExitLoop ? last_loop : 0;
     for (int s = last_loop + 1; s < max_loops_; s++) {
         for (int l = 0; l < nl; l++) kv_.copy_position(src_loop * nl + l, s * nl + l, pos);
     }

@@ -92,26 +92,24 @@ py::dict file_info(const std::string & path, uint64_t max_array) {
     return d;
 }
 
-ExitMode parse_mode(const std::string & s) {
-    if (s == "exact") return ExitMode::Exact;
-    if (s == "skip") return ExitMode::Skip;
-    throw std::invalid_argument("exit_mode must be 'exact' or 'skip', not '" + s + "'");
+// A request from the API's keyword options (None: unset).
+RunRequest request(std::optional<int> loops, std::optional<double> threshold, const std::optional<std::string> & mode,
+                   std::optional<int> at_step, const std::optional<std::string> & fill) {
+    RunRequest r;
+    r.loops = loops;
+    r.exit.threshold = threshold;
+    if (mode) r.exit.mode = parse_exit_mode(*mode);
+    r.exit.exit_at_step = at_step;
+    if (fill) r.exit.fill = parse_kv_fill(*fill);
+    return r;
 }
-
-KVFill parse_fill(const std::string & s) {
-    if (s == "exit") return KVFill::ExitLoop;
-    if (s == "first") return KVFill::FirstLoop;
-    throw std::invalid_argument("kv_fill must be 'exit' or 'first', not '" + s + "'");
-}
-
 
 // A loaded model with its context: what looplm.Model wraps.
 class PyModel {
   public:
     PyModel(const std::string & path, int64_t n_ctx, int n_threads, int loops, const std::string & kv_type,
-            double exit_threshold, const std::string & exit_mode, int exit_at_step, const std::string & kv_fill,
-            const std::string & kernels, int64_t n_batch)
-        : model_(path) {
+            const std::string & kernels, int64_t n_batch, const RunRequest & defaults)
+        : model_(path), defaults_(defaults) {
         ContextParams p;
         p.n_ctx = n_ctx;
         p.n_threads = n_threads;
@@ -120,15 +118,17 @@ class PyModel {
         if (kv_type == "f16") p.kv_type = DType::F16;
         else if (kv_type == "f32") p.kv_type = DType::F32;
         else throw std::invalid_argument("kv_type must be 'f16' or 'f32', not '" + kv_type + "'");
-        p.exit.threshold = exit_threshold;
-        p.exit.mode = parse_mode(exit_mode);
-        p.exit.exit_at_step = exit_at_step;
-        p.exit.fill = parse_fill(kv_fill);
         if (!kernels.empty()) p.kernels = &kernel_set(kernels);
         ctx_.reset(new Context(model_, p));
+        load_options_ = ctx_->resolve(defaults_);  // validates the load-time options
     }
 
-    py::array_t<float> eval(py::array_t<int32_t, py::array::c_style | py::array::forcecast> tokens, bool all_logits) {
+    // The load-time options with the fields a call sets taken from the call.
+    RunOptions resolve(const RunRequest & call) const { return ctx_->resolve(defaults_.merged(call)); }
+    const RunOptions & load_options() const { return load_options_; }
+
+    py::array_t<float> eval(py::array_t<int32_t, py::array::c_style | py::array::forcecast> tokens, bool all_logits,
+                            const RunOptions & opts) {
         if (tokens.ndim() != 1) throw std::invalid_argument("tokens must be a 1-D sequence of ids");
         const int64_t n = tokens.shape(0);
         const int64_t vocab = model_.config().n_vocab;
@@ -143,7 +143,7 @@ class PyModel {
             }
             out.resize(static_cast<size_t>((all_logits ? n : 1) * vocab));
             py::gil_scoped_release release;
-            ctx_->eval(ids.data(), n, all_logits, out.data());
+            ctx_->eval(ids.data(), n, opts, all_logits, out.data());
         }
         if (all_logits) {
             py::array_t<float> a({n, vocab});
@@ -165,34 +165,36 @@ class PyModel {
         ctx_->truncate(n);
     }
 
-    void set_exit(double threshold, const std::string & mode, int exit_at_step, const std::string & fill) {
-        auto lock = claim();
-        ExitPolicy p;
-        p.threshold = threshold;
-        p.mode = parse_mode(mode);
-        p.exit_at_step = exit_at_step;
-        p.fill = parse_fill(fill);
-        ctx_->exit_policy() = p;
+    // Makes the context hold exactly `tokens` (reusing a valid prefix) and returns the last
+    // token's logits. Python signals (Ctrl-C) are checked between chunks of n_batch tokens:
+    // KeyboardInterrupt then leaves a consistent context of the chunks already evaluated.
+    py::array_t<float> prefill(const std::vector<int32_t> & tokens, const RunOptions & opts) {
+        const int64_t n = static_cast<int64_t>(tokens.size());
+        std::vector<float> out;
+        {
+            auto lock = claim();
+            if (n > ctx_->kv().n_ctx()) {
+                throw std::length_error("context overflow: a prompt of " + std::to_string(n) + " tokens > n_ctx " +
+                                        std::to_string(ctx_->kv().n_ctx()));
+            }
+            out.resize(static_cast<size_t>(model_.config().n_vocab));
+            py::gil_scoped_release release;
+            ctx_->prefill(tokens.data(), n, opts, out.data(), [] {
+                py::gil_scoped_acquire gil;
+                if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+                return false;
+            });
+        }
+        py::array_t<float> a(static_cast<py::ssize_t>(out.size()));
+        std::memcpy(a.mutable_data(), out.data(), out.size() * sizeof(float));
+        return a;
     }
 
-    py::tuple get_exit() {
-        ExitPolicy p;
-        {
-            auto lock = claim();  // copied under the claim, Python objects made after it
-            p = ctx_->exit_policy();
-        }
-        return py::make_tuple(p.threshold, p.mode == ExitMode::Skip ? "skip" : "exact", p.exit_at_step,
-                              p.fill == KVFill::ExitLoop ? "exit" : "first");
-    }
+    int64_t reused() const { return ctx_->reused(); }
 
     std::vector<int32_t> tokens() const {
         auto lock = claim();
         return ctx_->tokens();
-    }
-
-    void set_loops(int n) {
-        auto lock = claim();
-        ctx_->set_loops(n);
     }
 
     int last_exit_step() const {
@@ -251,7 +253,7 @@ class PyModel {
         d["rms_eps"] = c.rms_eps;
         d["rope_theta"] = c.rope_theta;
         d["n_loops_trained"] = c.n_loops;
-        d["n_loops"] = ctx_->n_loops();
+        d["n_loops"] = load_options_.loops;
         d["max_loops"] = ctx_->max_loops();
         d["has_exit_gate"] = c.has_gate;
         d["exit_threshold_default"] = c.exit_threshold;
@@ -323,6 +325,8 @@ class PyModel {
     }
 
     Model model_;
+    RunRequest defaults_;      // the options given at load
+    RunOptions load_options_;  // ... resolved
     std::unique_ptr<Context> ctx_;
     mutable std::mutex busy_;
 };
@@ -372,19 +376,51 @@ PYBIND11_MODULE(_core, m) {
             return s.sample(logits.data(), logits.size(), history.data(), history.size());
         });
 
+    // The options of one evaluation, resolved by Model.resolve (valid by construction).
+    py::class_<RunOptions>(m, "RunOptions")
+        .def_property_readonly("loops", [](const RunOptions & o) { return o.loops; })
+        .def_property_readonly("exit_threshold", [](const RunOptions & o) { return o.exit.threshold; })
+        .def_property_readonly("exit_mode", [](const RunOptions & o) { return exit_mode_name(o.exit.mode); })
+        .def_property_readonly("exit_at_step", [](const RunOptions & o) -> py::object {
+            if (o.exit.exit_at_step < 0) return py::none();
+            return py::int_(o.exit.exit_at_step);
+        })
+        .def_property_readonly("kv_fill", [](const RunOptions & o) { return kv_fill_name(o.exit.fill); })
+        .def("__eq__", [](const RunOptions & a, const RunOptions & b) { return a == b; })
+        .def("__repr__", [](const RunOptions & o) {
+            return "RunOptions(loops=" + std::to_string(o.loops) + ", exit_threshold=" + std::to_string(o.exit.threshold) +
+                   ", exit_mode='" + exit_mode_name(o.exit.mode) + "', exit_at_step=" + std::to_string(o.exit.exit_at_step) +
+                   ", kv_fill='" + kv_fill_name(o.exit.fill) + "')";
+        });
+
     py::class_<PyModel>(m, "Model")
-        .def(py::init<const std::string &, int64_t, int, int, const std::string &, double, const std::string &, int,
-                      const std::string &, const std::string &, int64_t>(),
+        .def(py::init([](const std::string & path, int64_t n_ctx, int n_threads, int loops, const std::string & kv_type,
+                         const std::string & kernels, int64_t n_batch, std::optional<int> run_loops,
+                         std::optional<double> exit_threshold, std::optional<std::string> exit_mode,
+                         std::optional<int> exit_at_step, std::optional<std::string> kv_fill) {
+                 return new PyModel(path, n_ctx, n_threads, loops, kv_type, kernels, n_batch,
+                                    request(run_loops, exit_threshold, exit_mode, exit_at_step, kv_fill));
+             }),
              py::arg("path"), py::arg("n_ctx"), py::arg("n_threads"), py::arg("loops"), py::arg("kv_type"),
-             py::arg("exit_threshold"), py::arg("exit_mode"), py::arg("exit_at_step"), py::arg("kv_fill"),
-             py::arg("kernels"), py::arg("n_batch"))
-        .def("eval", &PyModel::eval, py::arg("tokens"), py::arg("all_logits") = false)
+             py::arg("kernels"), py::arg("n_batch"), py::kw_only(), py::arg("run_loops") = py::none(),
+             py::arg("exit_threshold") = py::none(), py::arg("exit_mode") = py::none(),
+             py::arg("exit_at_step") = py::none(), py::arg("kv_fill") = py::none())
+        .def(
+            "resolve",
+            [](const PyModel & m, std::optional<int> loops, std::optional<double> exit_threshold,
+               std::optional<std::string> exit_mode, std::optional<int> exit_at_step, std::optional<std::string> kv_fill) {
+                return m.resolve(request(loops, exit_threshold, exit_mode, exit_at_step, kv_fill));
+            },
+            py::kw_only(), py::arg("loops") = py::none(), py::arg("exit_threshold") = py::none(),
+            py::arg("exit_mode") = py::none(), py::arg("exit_at_step") = py::none(), py::arg("kv_fill") = py::none(),
+            "The load-time options with the given ones taken over, resolved and validated.")
+        .def_property_readonly("load_options", &PyModel::load_options)
+        .def("eval", &PyModel::eval, py::arg("tokens"), py::arg("all_logits"), py::arg("options"))
+        .def("prefill", &PyModel::prefill, py::arg("tokens"), py::arg("options"))
+        .def_property_readonly("reused", &PyModel::reused)
         .def("reset", &PyModel::reset)
         .def("truncate", &PyModel::truncate)
-        .def("set_loops", &PyModel::set_loops)
         .def_property_readonly("tokens", &PyModel::tokens)
-        .def("set_exit", &PyModel::set_exit)
-        .def("get_exit", &PyModel::get_exit)
         .def("kv_slot", &PyModel::kv_slot)
         .def("tokenize", &PyModel::tokenize, py::arg("text"), py::arg("special"))
         .def("token_bytes", &PyModel::token_bytes)

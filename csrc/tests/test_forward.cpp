@@ -68,14 +68,16 @@ std::vector<float> run(const Model & m, const Kernels & k, ExitMode mode, double
     p.n_threads = 2;
     p.n_batch = 16;
     p.kv_type = DType::F32;
-    p.exit.mode = mode;
-    p.exit.threshold = threshold;
     p.kernels = &k;
     Context ctx(m, p);
+    RunRequest r;
+    r.exit.mode = mode;
+    r.exit.threshold = threshold;
+    const RunOptions o = ctx.resolve(r);
     const int64_t n = static_cast<int64_t>(fx.tokens.size()), n_prompt = n / 2, nv = fx.n_vocab;
     std::vector<float> logits(static_cast<size_t>(n * nv));
-    ctx.eval(fx.tokens.data(), n_prompt, true, logits.data());
-    for (int64_t i = n_prompt; i < n; i++) ctx.eval(fx.tokens.data() + i, 1, false, logits.data() + i * nv);
+    ctx.eval(fx.tokens.data(), n_prompt, o, true, logits.data());
+    for (int64_t i = n_prompt; i < n; i++) ctx.eval(fx.tokens.data() + i, 1, o, false, logits.data() + i * nv);
     exit_steps = ctx.exit_steps();
     return logits;
 }
