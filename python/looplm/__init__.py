@@ -14,6 +14,7 @@ from ._core import __version__ as _native_version
 from ._core import kernels as _kernels
 from .generate import GenerationResponse, generate, load, stream_generate
 from .model import Model
+from .options import GenerationOptions, OuroOptions
 from .sampling import PRESETS, SamplingParams
 
 __version__ = "0.1.0"
@@ -21,8 +22,10 @@ __version__ = "0.1.0"
 __all__ = [
     "PRESETS",
     "GGUFError",
+    "GenerationOptions",
     "GenerationResponse",
     "Model",
+    "OuroOptions",
     "SamplingParams",
     "__version__",
     "cpu_features",
