@@ -1,4 +1,4 @@
-// bindings_kernels.cpp - looplm._core's kernel-level functions: each kernel set run on numpy
+// python/kernel_hooks.cpp - looplm._core's kernel-level functions: each kernel set run on numpy
 // data (the hooks tests/test_kernels.py checks against gguf-py and NumPy) and the memory
 // read bandwidth probe of `looplm bench`. Translation only.
 #include <pybind11/numpy.h>
@@ -10,6 +10,7 @@
 
 #include "kernels/kernels.h"
 #include "bench/membw.h"
+#include "python/bindings.h"
 #include "ops/ops.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
@@ -18,7 +19,8 @@
 #include "quant/types.h"
 
 namespace py = pybind11;
-using namespace looplm;
+
+namespace looplm {
 
 const Kernels & kernel_set(const std::string & name) {
     const Kernels * k = find_kernels(name.c_str());
@@ -143,3 +145,5 @@ void bind_kernels(py::module_ & m) {
     m.def("kernel_vec", &kernel_vec, py::arg("set"), py::arg("op"), py::arg("a"), py::arg("b"),
           py::arg("alpha") = 0.0f);
 }
+
+}  // namespace looplm
