@@ -1,4 +1,4 @@
-// model/context.cpp - the looped forward pass, read top to bottom against ouro-architecture.md:
+// model/context.cpp - the looped forward pass, read top to bottom against docs/ouro-model.md:
 //
 //   h = embed(tokens)
 //   for step in 0 .. loops-1:                      # the same layer weights every step
