@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generates csrc/unicode_data.cpp: the code point classes the tokenizer's pre-tokenizer needs.
+"""Generates csrc/text/unicode_data.cpp: the code point classes the tokenizer's pre-tokenizer needs.
 
 Every code point is one of: letter (\\p{L}: Lu Ll Lt Lm Lo), number (\\p{N}: Nd Nl No, which is
 also what Rust's char::is_numeric and so HF's Digits pre-tokenizer test), space (\\s as the
@@ -133,7 +133,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--module", default=default_module, choices=["unicodedata", "unicodedata2"])
     parser.add_argument(
-        "-o", "--output", default=os.path.normpath(os.path.join(here, "..", "csrc", "unicode_data.cpp"))
+        "-o", "--output", default=os.path.normpath(os.path.join(here, "..", "csrc", "text", "unicode_data.cpp"))
     )
     args = parser.parse_args()
     ud = importlib.import_module(args.module)

@@ -261,7 +261,8 @@ def test_bad_generation_options_leave_the_model_usable(tiny_f32, opts, msg):
         (["--repeat-last-n", "99999999999999"], "--repeat-last-n"),
         (["--min-p", "2"], "--min-p"),
         (["-s", "99999999999999999999999"], None),
-        (["-n", "99999999999999999999999", "-c", "32"], None),  # generates until the context is full
+        (["-n", "99999999999999999999999"], "-n/--n-predict must be an integer"),
+        (["-n", "-1", "-c", "32"], None),  # generates until the context is full
         (["--temp", "1e308"], "--temp must be a finite number"),
     ],
 )

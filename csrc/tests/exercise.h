@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "model.h"
+#include "model/context.h"
 
 namespace looplm {
 
@@ -20,13 +20,15 @@ inline void exercise_model(const Model & m) {
         p.n_ctx = 8;
         p.n_threads = 1;
         p.n_batch = 2;  // two micro-batches
-        p.exit.mode = mode;
-        p.exit.threshold = mode == ExitMode::Skip ? 0.5 : 1.0;
         Context ctx(m, p);
-        ctx.eval(ids.data(), static_cast<int64_t>(ids.size()), true, logits.data());
-        ctx.eval(ids.data(), 1, false, logits.data());  // one decode step after the prompt
+        RunOptions o;
+        o.loops = ctx.max_loops();
+        o.exit.mode = mode;
+        o.exit.threshold = mode == ExitMode::Skip ? 0.5 : 1.0;
+        ctx.eval(ids.data(), static_cast<int64_t>(ids.size()), o, true, logits.data());
+        ctx.eval(ids.data(), 1, o, false, logits.data());  // one decode step after the prompt
         ctx.truncate(1);
-        ctx.eval(ids.data() + 1, 1, false, logits.data());
+        ctx.eval(ids.data() + 1, 1, o, false, logits.data());
     }
     if (m.vocab.tokenizer) {
         const Tokenizer & t = *m.vocab.tokenizer;

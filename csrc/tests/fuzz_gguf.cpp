@@ -15,7 +15,7 @@
 #include <string>
 
 #include "exercise.h"
-#include "model.h"
+#include "model/context.h"
 
 namespace {
 

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "exercise.h"
-#include "model.h"
+#include "model/context.h"
 
 int main(int argc, char ** argv) {
     if (argc < 2) {

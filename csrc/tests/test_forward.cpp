@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "check.h"
-#include "model.h"
+#include "model/context.h"
 
 using namespace looplm;
 
@@ -74,14 +74,16 @@ std::vector<float> run(const Model & m, const Kernels & k, ExitMode mode, double
     p.n_threads = 2;
     p.n_batch = 16;
     p.kv_type = DType::F32;
-    p.exit.mode = mode;
-    p.exit.threshold = threshold;
     p.kernels = &k;
     Context ctx(m, p);
+    RunRequest r;
+    r.exit.mode = mode;
+    r.exit.threshold = threshold;
+    const RunOptions o = ctx.resolve(r);
     const int64_t n = static_cast<int64_t>(fx.tokens.size()), n_prompt = n / 2, nv = fx.n_vocab;
     std::vector<float> logits(static_cast<size_t>(n * nv));
-    ctx.eval(fx.tokens.data(), n_prompt, true, logits.data());
-    for (int64_t i = n_prompt; i < n; i++) ctx.eval(fx.tokens.data() + i, 1, false, logits.data() + i * nv);
+    ctx.eval(fx.tokens.data(), n_prompt, o, true, logits.data());
+    for (int64_t i = n_prompt; i < n; i++) ctx.eval(fx.tokens.data() + i, 1, o, false, logits.data() + i * nv);
     exit_steps = ctx.exit_steps();
     return logits;
 }
@@ -121,13 +123,14 @@ size_t greedy_matches(const Model & m, const Kernels & k, const Greedy & g) {
     p.n_threads = 2;
     p.kernels = &k;
     Context ctx(m, p);
+    const RunOptions o = ctx.resolve(RunRequest{});  // the file's defaults: SmolLM2 has one loop, no gate
     const int64_t nv = m.config().n_vocab;
     std::vector<float> logits(static_cast<size_t>(nv));
-    ctx.eval(g.prompt.data(), static_cast<int64_t>(g.prompt.size()), false, logits.data());
+    ctx.eval(g.prompt.data(), static_cast<int64_t>(g.prompt.size()), o, false, logits.data());
     for (size_t i = 0; i < g.answer.size(); i++) {
         const int32_t pick = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
         if (pick != g.answer[i]) return i;
-        if (i + 1 < g.answer.size()) ctx.eval(&g.answer[i], 1, false, logits.data());
+        if (i + 1 < g.answer.size()) ctx.eval(&g.answer[i], 1, o, false, logits.data());
     }
     return g.answer.size();
 }

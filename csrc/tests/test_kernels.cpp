@@ -23,8 +23,13 @@
 #include <vector>
 
 #include "check.h"
-#include "kernels.h"
-#include "quant.h"
+#include "kernels/kernels.h"
+#include "runtime/cpu_features.h"
+#include "quant/blocks.h"
+#include "quant/fp16.h"
+#include "quant/quantize.h"
+#include "quant/traits.h"
+#include "quant/types.h"
 
 using namespace looplm;
 

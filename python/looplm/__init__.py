@@ -19,6 +19,7 @@ from ._core import build_info as _build_info
 from ._core import kernels as _kernels
 from .generate import GenerationResponse, generate, load, stream_generate
 from .model import Model
+from .options import GenerationOptions, OuroOptions
 from .sampling import PRESETS, SamplingParams
 
 __version__ = "0.1.0"
@@ -27,8 +28,10 @@ __all__ = [
     "PRESETS",
     "ConvertError",
     "GGUFError",
+    "GenerationOptions",
     "GenerationResponse",
     "Model",
+    "OuroOptions",
     "SamplingParams",
     "__version__",
     "build_info",

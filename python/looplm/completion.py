@@ -16,30 +16,14 @@ from typing import Any
 from .chat import render
 from .generate import token_stream
 from .model import Model
-from .sampling import SamplingParams
+from .options import GenerationOptions, OuroOptions
 
 
-def _sampling(
-    temperature, top_p, top_k, min_p, repeat_penalty, presence_penalty, frequency_penalty, penalty_last_n, seed
-):
-    return SamplingParams().with_options(
-        temperature=temperature,
-        top_p=top_p,
-        top_k=top_k,
-        min_p=min_p,
-        repeat_penalty=repeat_penalty,
-        presence_penalty=presence_penalty,
-        frequency_penalty=frequency_penalty,
-        penalty_last_n=penalty_last_n,
-        seed=seed,
-    )
-
-
-def _run(model: Model, prompt: str | list[int], max_tokens, sampling, stop, ouro) -> Iterator[tuple[str, Any]]:
+def _run(model: Model, prompt: str | list[int], opts: GenerationOptions) -> Iterator[tuple[str, Any]]:
     """Yields ("text", piece) per generated piece and finally ("done", stats)."""
     exits: list[int] = []
     n_prompt, finish = 0, None
-    for r in token_stream(model, prompt, max_tokens=max_tokens, sampling=sampling, stop=stop, **ouro):
+    for r in token_stream(model, prompt, opts):
         n_prompt = r.prompt_tokens
         if r.exit_step is not None:
             exits.append(r.exit_step)
@@ -78,10 +62,20 @@ def create_completion(
     exit_at_step: int | None = None,
 ) -> dict[str, Any] | Iterator[dict[str, Any]]:
     """See :meth:`looplm.Model.create_completion`."""
-    sampling = _sampling(
-        temperature, top_p, top_k, min_p, repeat_penalty, presence_penalty, frequency_penalty, penalty_last_n, seed
+    opts = GenerationOptions.build(
+        max_tokens=max_tokens,
+        stop=stop,
+        ouro=OuroOptions(loops, exit_threshold, exit_mode, exit_at_step),
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        min_p=min_p,
+        repeat_penalty=repeat_penalty,
+        presence_penalty=presence_penalty,
+        frequency_penalty=frequency_penalty,
+        penalty_last_n=penalty_last_n,
+        seed=seed,
     )
-    ouro = {"loops": loops, "exit_threshold": exit_threshold, "exit_mode": exit_mode, "exit_at_step": exit_at_step}
     cid, created = f"cmpl-{uuid.uuid4()}", int(time.time())
 
     def chunk(text: str, finish: str | None) -> dict[str, Any]:
@@ -93,7 +87,7 @@ def create_completion(
             "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}],
         }
 
-    events = _run(model, prompt, max_tokens, sampling, stop, ouro)
+    events = _run(model, prompt, opts)
     if stream:
 
         def chunks() -> Iterator[dict[str, Any]]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .model import Model
+from .options import GenerationOptions, OuroOptions
 from .sampling import SamplingParams
 
 TOKEN_CONTROL = 3  # control tokens (<|im_start|>, ...) are not rendered as text
@@ -109,42 +110,30 @@ class TextStream:
         return text
 
 
-def token_stream(
-    model: Model,
-    prompt: str | list[int],
-    *,
-    max_tokens: int | None = 256,
-    sampling: SamplingParams | None = None,
-    stop: list[str] | str | None = None,
-    loops: int | None = None,
-    exit_threshold: float | None = None,
-    exit_mode: str | None = None,
-    exit_at_step: int | None = None,
-) -> Iterator[GenerationResponse]:
-    """The generation loop shared by every API; see :func:`stream_generate`."""
-    params = (sampling or SamplingParams()).validate()
-    stops = [stop] if isinstance(stop, str) else list(stop or [])
-    if any(not isinstance(s, str) or not s for s in stops):
-        raise ValueError("stop strings must be non-empty strings")
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)):
-        raise ValueError(f"max_tokens must be an integer or None, got {max_tokens!r}")
-    limit = None if max_tokens is None or max_tokens < 0 else max_tokens
+def token_stream(model: Model, prompt: str | list[int], opts: GenerationOptions) -> Iterator[GenerationResponse]:
+    """The generation loop shared by every API; see :func:`stream_generate`.
+
+    The model is held for the whole generation (see :meth:`Model.hold`), so another thread
+    cannot slip in between two evaluations.
+    """
+    run = model.resolve(opts.ouro)  # the options' meaning, once, before any work
     ids = model.tokenize(prompt, special=True) if isinstance(prompt, str) else list(prompt)
     if not ids:
         raise ValueError("the prompt is empty")
     if len(ids) >= model.n_ctx:
         raise ValueError(f"the prompt has {len(ids)} tokens; the context holds {model.n_ctx}")
     stop_ids = set(model.stop_ids)
+    params, limit = opts.sampling, opts.max_tokens
 
-    with model.options(loops=loops, exit_threshold=exit_threshold, exit_mode=exit_mode, exit_at_step=exit_at_step):
+    with model.hold():
         t0 = time.perf_counter()
-        logits = model.prefill(ids)
+        logits = model._prefill(ids, run)
         n_prompt = len(ids) - model.reused_prefix
         prompt_tps = n_prompt / max(time.perf_counter() - t0, 1e-9)
         sampler = params.sampler()
         history = list(ids)
         window = len(history) + (limit or model.n_ctx) if params.penalty_last_n < 0 else params.penalty_last_n
-        out = TextStream(stops)
+        out = TextStream(list(opts.stop))
         n_gen, loops_sum, finish = 0, 0, None
         t1 = time.perf_counter()
 
@@ -165,7 +154,7 @@ def token_stream(
             if model.n_past >= model.n_ctx:
                 finish = "length"
                 break
-            logits = model.eval([token])
+            logits = model._eval([token], False, run)
             history.append(token)
             n_gen += 1
             step = model.last_exit_step
@@ -220,7 +209,11 @@ def stream_generate(
     Yields:
         A :class:`GenerationResponse` per token, then a final one with ``finish_reason``.
     """
-    params = (sampling or SamplingParams()).with_options(
+    opts = GenerationOptions.build(
+        max_tokens=max_tokens,
+        sampling=sampling,
+        stop=stop,
+        ouro=OuroOptions(loops, exit_threshold, exit_mode, exit_at_step),
         temperature=temperature,
         top_k=top_k,
         top_p=top_p,
@@ -231,17 +224,7 @@ def stream_generate(
         penalty_last_n=penalty_last_n,
         seed=seed,
     )
-    yield from token_stream(
-        model,
-        prompt,
-        max_tokens=max_tokens,
-        sampling=params,
-        stop=stop,
-        loops=loops,
-        exit_threshold=exit_threshold,
-        exit_mode=exit_mode,
-        exit_at_step=exit_at_step,
-    )
+    return token_stream(model, prompt, opts)
 
 
 def generate(model: Model, prompt: str | list[int], *, verbose: bool = False, **opts: object) -> str:

@@ -40,7 +40,7 @@ def runnable_verdict(path: str, info: dict) -> str | None:
             parts.append(f"{t} ({len(names)} tensor{'s' if len(names) > 1 else ''}: {shown})")
         return "no: tensor types looplm cannot run: " + "; ".join(parts) + " (it runs F32, F16, BF16, Q8_0, Q4_0, Q4_1)"
     try:  # everything else the loader checks: architecture, keys, shapes, tokenizer
-        _core.Model(path, 8, 1, 0, "f16", 1.0, "exact", -1, "exit", "", 1)
+        _core.Model(path, 8, 1, 0, "f16", "", 1)
     except _core.GGUFError as e:
         return f"no: {str(e).removeprefix(path + ': ')}"
     return None

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import numbers
 import os
+import threading
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -18,9 +18,34 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from .options import OuroOptions, check_int
 
 EXIT_MODES = ("skip", "exact")
 KV_FILLS = ("exit", "first")
+
+
+class _Hold:
+    """A re-entrant claim on a model by one thread; another thread gets RuntimeError at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def __enter__(self) -> None:
+        me = threading.get_ident()
+        if self._owner == me:
+            self._depth += 1
+            return
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError("this Model is in use by another thread")
+        self._owner, self._depth = me, 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+            self._lock.release()
 
 
 class Model:
@@ -74,174 +99,128 @@ class Model:
         path = os.fspath(path)
         # Upper bounds: positions are int32 (as in llama.cpp), and a thread count beyond any
         # machine is a typo, not a request.
-        if not isinstance(n_ctx, int) or not 1 <= n_ctx <= 2**31 - 1:
-            raise ValueError(f"n_ctx must be an integer in 1..{2**31 - 1}, got {n_ctx!r}")
-        if n_threads is not None and (not isinstance(n_threads, int) or not 1 <= n_threads <= 4096):
-            raise ValueError(f"n_threads must be an integer in 1..4096, got {n_threads!r}")
-        if loops is not None and (not isinstance(loops, int) or not 1 <= loops <= 64):
-            raise ValueError(f"loops must be an integer in 1..64, got {loops!r}")
-        if not isinstance(n_batch, int) or not 1 <= n_batch <= 2**31 - 1:
-            raise ValueError(f"n_batch must be an integer in 1..{2**31 - 1}, got {n_batch!r}")
+        check_int("n_ctx", n_ctx, 1)
+        if n_threads is not None:
+            check_int("n_threads", n_threads, 1, 4096)
+        check_int("n_batch", n_batch, 1)
+        if loops is not None:
+            check_int("loops", loops, 1, 64)  # the KV cache's slots (a per-call loops must fit them)
+        if not isinstance(kv_type, str):
+            raise ValueError(f"kv_type must be a string, got {kv_type!r}")
         if not os.path.exists(path):
             raise FileNotFoundError(errno.ENOENT, "no such file", path)
         self.path = path
-        self._n_batch = n_batch
         self.reused_prefix = 0
-        # The loops and exit policy the context's KV was computed under (None: mixed), so
-        # that prefill reuses a prefix only when it is what a fresh evaluation would compute.
-        self._ctx_key: tuple | None = None
+        self._hold = _Hold()
+        load = OuroOptions(loops, exit_threshold, exit_mode, exit_at_step, kv_fill)
         self._m = _core.Model(
-            path, n_ctx, n_threads or 0, loops or 0, kv_type, 1.0, "exact", -1, "exit", kernels or "", n_batch,
-            bool(use_mmap), bool(use_mlock),
+            path, n_ctx, n_threads or 0, load.loops or 0, kv_type, kernels or "", n_batch,
+            run_loops=None, exit_threshold=load.exit_threshold, exit_mode=load.exit_mode,
+            exit_at_step=load.exit_at_step, kv_fill=load.kv_fill, use_mmap=bool(use_mmap), use_mlock=bool(use_mlock),
         )  # fmt: skip
+        self._load_options = self._m.load_options
         cfg = self._m.config
         if use_mlock and not cfg["mlock"]:
             warnings.warn(f"{path}: {cfg['mlock_error']}; running unlocked", stacklevel=2)
+        self._n_vocab: int = cfg["n_vocab"]
+        self._n_ctx: int = cfg["n_ctx"]
         if loops is not None and loops > cfg["n_loops_trained"]:
             warnings.warn(
                 f"loops={loops} is above the {cfg['n_loops_trained']} the model was trained with; "
                 "quality usually drops",
                 stacklevel=2,
             )
-        # The exit arguments as given at load: what a None per-call override falls back to.
-        self._load_exit = {
-            "exit_threshold": exit_threshold,
-            "exit_mode": exit_mode,
-            "exit_at_step": exit_at_step,
-            "kv_fill": kv_fill,
-        }
-        self.set_exit()
         if verbose:
             import sys
 
             print(self.describe(), file=sys.stderr)
 
-    # ---------------------------------------------------------------- exit policy
+    # ---------------------------------------------------------------- options
 
-    def _resolve_exit(
-        self, threshold: float | None, mode: str | None, at_step: int | None, fill: str | None
-    ) -> tuple[float, str, int, str]:
-        cfg = self._m.config
-        if threshold is not None and (
-            isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 <= threshold <= 1.0
-        ):
-            raise ValueError(f"exit_threshold must be a number in 0..1 (1: every loop runs), got {threshold!r}")
-        thr = cfg["exit_threshold_default"] if threshold is None else float(threshold)
-        if mode is None:
-            mode = "skip" if (thr < 1.0 or at_step is not None) else "exact"
-        if mode not in EXIT_MODES:
-            raise ValueError(f"exit_mode must be one of {EXIT_MODES}, got {mode!r}")
-        if at_step is not None and (not isinstance(at_step, int) or not 0 <= at_step < cfg["n_loops"]):
-            raise ValueError(f"exit_at_step must be an integer in 0..{cfg['n_loops'] - 1}, got {at_step!r}")
-        fill = fill or "exit"
-        if fill not in KV_FILLS:
-            raise ValueError(f"kv_fill must be one of {KV_FILLS}, got {fill!r}")
-        return thr, mode, -1 if at_step is None else at_step, fill
+    def resolve(self, options: OuroOptions | None = None) -> _core.RunOptions:
+        """The options an evaluation runs with: the load-time ones with those given taken
+        over, completed with the file's defaults and validated by the runtime.
 
-    def set_exit(
-        self,
-        *,
-        exit_threshold: float | None = None,
-        exit_mode: str | None = None,
-        exit_at_step: int | None = None,
-        kv_fill: str | None = None,
-    ) -> None:
-        """Sets the exit policy for the following evaluations; None keeps the load-time value."""
-        given = {
-            "exit_threshold": exit_threshold,
-            "exit_mode": exit_mode,
-            "exit_at_step": exit_at_step,
-            "kv_fill": kv_fill,
-        }
-        a = {k: self._load_exit[k] if v is None else v for k, v in given.items()}
-        self._m.set_exit(*self._resolve_exit(a["exit_threshold"], a["exit_mode"], a["exit_at_step"], a["kv_fill"]))
+        Raises:
+            ValueError: naming the option (``loops``, ``exit_threshold``, ...) at fault.
+        """
+        if options is None:
+            return self._load_options
+        return self._m.resolve(**options.as_kwargs())
 
     @property
     def exit_policy(self) -> dict[str, Any]:
-        """The exit policy in force: threshold, mode, exit_at_step, kv_fill."""
-        thr, mode, at, fill = self._m.get_exit()
-        return {"exit_threshold": thr, "exit_mode": mode, "exit_at_step": None if at < 0 else at, "kv_fill": fill}
+        """The load-time exit policy: threshold, mode, exit_at_step, kv_fill."""
+        o = self._load_options
+        return {
+            "exit_threshold": o.exit_threshold,
+            "exit_mode": o.exit_mode,
+            "exit_at_step": o.exit_at_step,
+            "kv_fill": o.kv_fill,
+        }
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Holds the model for this thread (re-entrant): calls from other threads meanwhile
+        raise ``RuntimeError("this Model is in use by another thread")``. Every generation
+        holds its model from the first evaluation to the last."""
+        with self._hold:
+            yield
 
     # ---------------------------------------------------------------- evaluation
 
-    def eval(self, tokens: list[int] | np.ndarray, *, all_logits: bool = False) -> np.ndarray:
+    def eval(
+        self, tokens: list[int] | np.ndarray, *, all_logits: bool = False, options: OuroOptions | None = None
+    ) -> np.ndarray:
         """Appends tokens to the context and runs them through the model.
 
         Args:
             tokens: token ids.
             all_logits: return the logits of every token, not just the last.
+            options: loops and exit policy for this call (default: the load-time ones).
 
         Returns:
             float32 ``[n_vocab]`` logits of the last token, or ``[len(tokens), n_vocab]``.
             Each token's logits come from the normed hidden state of its exit loop.
         """
+        return self._eval(tokens, all_logits, self.resolve(options))
+
+    def _eval(self, tokens: list[int] | np.ndarray, all_logits: bool, run: _core.RunOptions) -> np.ndarray:
         ids = np.asarray(tokens)
         if ids.ndim != 1 or ids.size == 0:
             raise ValueError("tokens must be a non-empty 1-D sequence of token ids")
         if not np.issubdtype(ids.dtype, np.integer):
             raise ValueError(f"token ids must be integers, got dtype {ids.dtype}")
-        if ids.min() < 0 or ids.max() >= self.n_vocab:
-            bad = int(ids[(ids < 0) | (ids >= self.n_vocab)][0])
-            raise ValueError(f"token id {bad} is out of range (vocabulary of {self.n_vocab})")
-        key = self._options_key()
-        if self._m.n_past == 0:
-            self._ctx_key = key
-        elif key != self._ctx_key:
-            self._ctx_key = None  # positions computed under different options
-        return self._m.eval(ids.astype(np.int32), all_logits)
-
-    def _options_key(self) -> tuple:
-        return (self._m.config["n_loops"], self._m.get_exit())
+        if ids.min() < 0 or ids.max() >= self._n_vocab:
+            bad = int(ids[(ids < 0) | (ids >= self._n_vocab)][0])
+            raise ValueError(f"token id {bad} is out of range (vocabulary of {self._n_vocab})")
+        with self._hold:
+            return self._m.eval(ids.astype(np.int32), all_logits, run)
 
     def reset(self) -> None:
         """Empties the context (KV cache and exit statistics)."""
-        self._m.reset()
+        with self._hold:
+            self._m.reset()
 
-    def prefill(self, tokens: list[int]) -> np.ndarray:
+    def prefill(self, tokens: list[int], *, options: OuroOptions | None = None) -> np.ndarray:
         """Makes the context hold exactly ``tokens`` and returns the last token's logits.
 
         The longest common prefix with what the context already holds is kept (its KV is
-        reused) when the context was computed with the loops and exit policy in force now
-        (otherwise its KV is not what a fresh evaluation would give); the rest is evaluated in
-        chunks of ``n_batch``, so Ctrl-C lands between chunks and leaves a consistent context.
-        ``reused_prefix`` tells how many were kept.
+        reused) when those positions were computed with the loops and exit policy asked for
+        now (otherwise their KV is not what a fresh evaluation would give); the rest is
+        evaluated in chunks of ``n_batch``, so Ctrl-C lands between chunks and leaves a
+        consistent context. ``reused_prefix`` tells how many were kept.
         """
+        return self._prefill(tokens, self.resolve(options))
+
+    def _prefill(self, tokens: list[int], run: _core.RunOptions) -> np.ndarray:
         if not tokens:
             raise ValueError("cannot prefill an empty prompt")
-        p = 0
-        # Only KV computed with the loops and exit policy in force now is reusable.
-        if self._ctx_key == self._options_key():
-            for a, b in zip(self._m.tokens, tokens):
-                if a != b:
-                    break
-                p += 1
-            p = min(p, len(tokens) - 1)  # re-evaluate at least the last token for its logits
-        self._m.truncate(p)
-        self.reused_prefix = p
-        logits = None
-        for i in range(p, len(tokens), self._n_batch):
-            logits = self.eval(tokens[i : i + self._n_batch])
-        return logits
-
-    @contextlib.contextmanager
-    def options(
-        self,
-        *,
-        loops: int | None = None,
-        exit_threshold: float | None = None,
-        exit_mode: str | None = None,
-        exit_at_step: int | None = None,
-    ) -> Iterator[None]:
-        """Per-call Ouro options: applied inside the block, the load-time ones restored after."""
-        if loops is not None:
-            self._m.set_loops(loops)
-        if (exit_threshold, exit_mode, exit_at_step) != (None, None, None):
-            self.set_exit(exit_threshold=exit_threshold, exit_mode=exit_mode, exit_at_step=exit_at_step)
-        try:
-            yield
-        finally:
-            self._m.set_loops(self._m.config["max_loops"])
-            self.set_exit()
+        with self._hold:
+            try:
+                return self._m.prefill([int(t) for t in tokens], run)
+            finally:
+                self.reused_prefix = self._m.reused
 
     # ---------------------------------------------------------------- tokens
 
@@ -293,11 +272,11 @@ class Model:
 
     @property
     def n_vocab(self) -> int:
-        return self._m.config["n_vocab"]
+        return self._n_vocab
 
     @property
     def n_ctx(self) -> int:
-        return self._m.config["n_ctx"]
+        return self._n_ctx
 
     @property
     def exit_steps(self) -> list[int]:

@@ -1,5 +1,5 @@
 """A plain NumPy float64 reference of the Ouro forward pass and exit rule: the oracle the
-native runtime is tested against. Written from ouro-architecture.md, token by token, for
+native runtime is tested against. Written from docs/ouro-model.md, token by token, for
 clarity rather than speed.
 
 Weights use HF names and HF's q/k row layout (RoPE on the pairs (i, i + head_dim/2)).

@@ -15,7 +15,7 @@ import numpy as np
 
 from .checkpoint import hf_tensors, to_bf16_bits, write_safetensors
 
-# The released models' config.json values (ouro-architecture.md).
+# The released models' config.json values (docs/ouro-model.md).
 SHAPES: dict[str, dict] = {
     "ouro-1.4b": {"hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 24},
     "ouro-2.6b": {"hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 48},

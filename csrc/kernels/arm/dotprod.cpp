@@ -1,0 +1,56 @@
+// kernels/arm/dotprod.cpp - ARMv8.2 NEON + dotprod kernels (Cortex-A76/Raspberry Pi 5, Neoverse,
+// Apple M). vdotq_s32 (SDOT) adds four int8 x int8 products into each int32 lane, so a
+// 32-element block is two instructions. The weight preparation and the GEMM loops are
+// qgemm.inc, shared with neon.cpp; only dot32 differs. Compiled with
+// -march=armv8.2-a+dotprod for this file only; see the SIGILL note in kernels/kernels.h (static
+// helpers, no STL, no templates).
+#include <arm_neon.h>
+
+#include "kernels/kernels.h"
+#include "quant/blocks.h"
+#include "quant/fp16.h"
+
+namespace looplm {
+
+namespace {
+
+static inline float h2f(uint16_t h) {
+    __fp16 f;
+    __builtin_memcpy(&f, &h, sizeof(f));
+    return static_cast<float>(f);
+}
+
+// The 32 products of (a0, a1) with one activation block's quants in 4 int32 lanes (exact).
+static inline int32x4_t dot32(int8x16_t a0, int8x16_t a1, const block_q8_s & x) {
+    return vdotq_s32(vdotq_s32(vdupq_n_s32(0), a0, vld1q_s8(x.qs)), a1, vld1q_s8(x.qs + 16));
+}
+
+#include "kernels/arm/qgemm.inc"
+
+}  // namespace
+
+// The activation quantizer and the float kernels are kernels_neon's (no dot products there);
+// kernels_neon is constant-initialized, so reading it here is safe at static-init time.
+extern const Kernels kernels_dotprod = {
+    "dotprod",
+    kernels_neon.quantize_q8,
+    gemm_q4_0,
+    gemm_q4_1,
+    gemm_q8_0,
+    kernels_neon.gemm_f16,
+    kernels_neon.gemm_bf16,
+    kernels_neon.gemm_f32,
+    nullptr,  // no packed GEMM
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,
+    kernels_neon.dot_f16_f32,
+    kernels_neon.dot_f32,
+    kernels_neon.axpy_f16,
+    kernels_neon.axpy_f32,
+    kernels_neon.f32_to_f16,
+    kernels_neon.silu_mul,
+};
+
+}  // namespace looplm

@@ -1,0 +1,194 @@
+// kernels/arm/neon.cpp - ARMv8.0 Advanced SIMD (NEON) kernels: every aarch64 CPU has them, so this
+// file needs no extra flag. Without SDOT the int8 dot products are widening multiplies
+// (vmull_s8 / vmlal_high_s8) and pairwise widening adds (vpaddlq_s16 / vpadalq_s16);
+// dotprod.cpp is the same scheme with vdotq_s32: both take their quantized GEMMs from
+// qgemm.inc, and dotprod reuses this file's quantizer and float kernels. See the
+// SIGILL note in kernels/kernels.h (static helpers, no STL, no templates).
+#include <arm_neon.h>
+
+#include "kernels/kernels.h"
+#include "quant/blocks.h"
+#include "quant/fp16.h"
+
+namespace looplm {
+
+namespace {
+
+// fp16 <-> f32 with the scalar FCVT (IEEE half, round to nearest even as FPCR sets it).
+static inline float h2f(uint16_t h) {
+    __fp16 f;
+    __builtin_memcpy(&f, &h, sizeof(f));
+    return static_cast<float>(f);
+}
+
+static inline uint16_t f2h(float x) {
+    const __fp16 f = static_cast<__fp16>(x);
+    uint16_t h;
+    __builtin_memcpy(&h, &f, sizeof(h));
+    return h;
+}
+
+// Quantizes 32 floats to a block_q8_s exactly as quantize_row_q8_s_ref does: d = amax / 127
+// (the division of the reference), id = 1 / d from the unrounded d, q = round half away from
+// zero of x * id (FCVTAS), then d rounded to fp16 and widened; ds and bias as
+// finish_block_q8_s. |x * id| <= 127 up to an ulp, so the narrowing never saturates.
+static inline void quantize_block(const float * x, block_q8_s * y) {
+    float32x4_t v[8];
+    for (int i = 0; i < 8; i++) v[i] = vld1q_f32(x + 4 * i);
+    float32x4_t m = vabsq_f32(v[0]);
+    for (int i = 1; i < 8; i++) m = vmaxq_f32(m, vabsq_f32(v[i]));
+    const float d = vmaxvq_f32(m) / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    int32x4_t q[8];
+    for (int i = 0; i < 8; i++) q[i] = vcvtaq_s32_f32(vmulq_n_f32(v[i], id));
+    for (int h = 0; h < 2; h++) {
+        const int16x8_t a = vcombine_s16(vqmovn_s32(q[4 * h]), vqmovn_s32(q[4 * h + 1]));
+        const int16x8_t b = vcombine_s16(vqmovn_s32(q[4 * h + 2]), vqmovn_s32(q[4 * h + 3]));
+        vst1q_s8(y->qs + 16 * h, vcombine_s8(vqmovn_s16(a), vqmovn_s16(b)));
+    }
+    // Lane i = q[4i] + ... + q[4i+3]: two rounds of pairwise adds.
+    const int32x4_t lo = vpaddq_s32(vpaddq_s32(q[0], q[1]), vpaddq_s32(q[2], q[3]));  // lanes 0..3
+    const int32x4_t hi = vpaddq_s32(vpaddq_s32(q[4], q[5]), vpaddq_s32(q[6], q[7]));  // lanes 4..7
+    vst1q_s32(y->bias, vmulq_n_s32(lo, -8));
+    vst1q_s32(y->bias + 4, vmulq_n_s32(hi, -128));  // -8 x16 (see block_q8_s)
+    y->d = h2f(f2h(d));
+    y->ds = y->d * static_cast<float>(vaddvq_s32(vaddq_s32(lo, hi)));
+}
+
+static void quantize_q8(const float * x, void * vy, int64_t n) {
+    block_q8_s * y = static_cast<block_q8_s *>(vy);
+    for (int64_t b = 0; b < n / QK; b++) quantize_block(x + b * QK, y + b);
+}
+
+// The 32 products of (a0, a1) with one activation block's quants, summed into 4 int32 lanes.
+// Each int16 lane adds two products of magnitude <= 128 * 127 (activation quants are never
+// -128, see quantize_block), so it cannot overflow: 2 * 16256 < 32768.
+static inline int32x4_t dot32(int8x16_t a0, int8x16_t a1, const block_q8_s & x) {
+    const int8x16_t x0 = vld1q_s8(x.qs), x1 = vld1q_s8(x.qs + 16);
+    int16x8_t p0 = vmull_s8(vget_low_s8(a0), vget_low_s8(x0));
+    p0 = vmlal_high_s8(p0, a0, x0);
+    int16x8_t p1 = vmull_s8(vget_low_s8(a1), vget_low_s8(x1));
+    p1 = vmlal_high_s8(p1, a1, x1);
+    return vpadalq_s16(vpaddlq_s16(p0), p1);
+}
+
+#include "kernels/arm/qgemm.inc"
+
+// ---- float kernels: F16 through FCVTL, BF16 as a 16-bit left shift, FMA in f32.
+
+// BF16 -> f32: interleaving with zeros puts each value in the high half of a 32-bit lane.
+static inline float32x4_t bf16_lo(uint16x8_t h) { return vreinterpretq_f32_u16(vzip1q_u16(vdupq_n_u16(0), h)); }
+static inline float32x4_t bf16_hi(uint16x8_t h) { return vreinterpretq_f32_u16(vzip2q_u16(vdupq_n_u16(0), h)); }
+static inline float32x4_t f16_lo(uint16x8_t h) { return vcvt_f32_f16(vget_low_f16(vreinterpretq_f16_u16(h))); }
+static inline float32x4_t f16_hi(uint16x8_t h) { return vcvt_high_f32_f16(vreinterpretq_f16_u16(h)); }
+
+static float dot_f16_f32(int64_t n, const uint16_t * a, const float * b) {
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = vdupq_n_f32(0.0f), a2 = vdupq_n_f32(0.0f), a3 = vdupq_n_f32(0.0f);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const uint16x8_t h0 = vld1q_u16(a + i), h1 = vld1q_u16(a + i + 8);
+        a0 = vfmaq_f32(a0, f16_lo(h0), vld1q_f32(b + i));
+        a1 = vfmaq_f32(a1, f16_hi(h0), vld1q_f32(b + i + 4));
+        a2 = vfmaq_f32(a2, f16_lo(h1), vld1q_f32(b + i + 8));
+        a3 = vfmaq_f32(a3, f16_hi(h1), vld1q_f32(b + i + 12));
+    }
+    for (; i + 4 <= n; i += 4) a0 = vfmaq_f32(a0, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(a + i))), vld1q_f32(b + i));
+    float sum = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
+    for (; i < n; i++) sum += h2f(a[i]) * b[i];
+    return sum;
+}
+
+static float dot_bf16_f32(int64_t n, const uint16_t * a, const float * b) {
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = vdupq_n_f32(0.0f), a2 = vdupq_n_f32(0.0f), a3 = vdupq_n_f32(0.0f);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const uint16x8_t h0 = vld1q_u16(a + i), h1 = vld1q_u16(a + i + 8);
+        a0 = vfmaq_f32(a0, bf16_lo(h0), vld1q_f32(b + i));
+        a1 = vfmaq_f32(a1, bf16_hi(h0), vld1q_f32(b + i + 4));
+        a2 = vfmaq_f32(a2, bf16_lo(h1), vld1q_f32(b + i + 8));
+        a3 = vfmaq_f32(a3, bf16_hi(h1), vld1q_f32(b + i + 12));
+    }
+    float sum = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
+    for (; i < n; i++) sum += bf16_to_fp32(a[i]) * b[i];
+    return sum;
+}
+
+static float dot_f32(int64_t n, const float * a, const float * b) {
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = vdupq_n_f32(0.0f), a2 = vdupq_n_f32(0.0f), a3 = vdupq_n_f32(0.0f);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = vfmaq_f32(a0, vld1q_f32(a + i), vld1q_f32(b + i));
+        a1 = vfmaq_f32(a1, vld1q_f32(a + i + 4), vld1q_f32(b + i + 4));
+        a2 = vfmaq_f32(a2, vld1q_f32(a + i + 8), vld1q_f32(b + i + 8));
+        a3 = vfmaq_f32(a3, vld1q_f32(a + i + 12), vld1q_f32(b + i + 12));
+    }
+    for (; i + 4 <= n; i += 4) a0 = vfmaq_f32(a0, vld1q_f32(a + i), vld1q_f32(b + i));
+    float sum = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+static void axpy_f16(int64_t n, float a, const uint16_t * x, float * y) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const uint16x8_t h = vld1q_u16(x + i);
+        vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), f16_lo(h), a));
+        vst1q_f32(y + i + 4, vfmaq_n_f32(vld1q_f32(y + i + 4), f16_hi(h), a));
+    }
+    for (; i < n; i++) y[i] += a * h2f(x[i]);
+}
+
+static void axpy_f32(int64_t n, float a, const float * x, float * y) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vld1q_f32(x + i), a));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+static void f32_to_f16(int64_t n, const float * x, uint16_t * y) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const float16x8_t h = vcvt_high_f16_f32(vcvt_f16_f32(vld1q_f32(x + i)), vld1q_f32(x + i + 4));
+        vst1q_u16(y + i, vreinterpretq_u16_f16(h));
+    }
+    for (; i < n; i++) y[i] = f2h(x[i]);
+}
+
+// exp(x) for |x| <= 88, as x86/avx2.cpp: 2^n * exp(r) with n = round(x / ln 2), r = x - n ln 2
+// in two parts (Cody-Waite), exp(r) by Cephes' expf polynomial (about 1 ulp).
+static inline float32x4_t exp_ps(float32x4_t x) {
+    x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.0f)), vdupq_n_f32(88.0f));
+    const float32x4_t n = vrndnq_f32(vmulq_n_f32(x, 1.44269504088896341f));
+    float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));
+    r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
+    float32x4_t p = vdupq_n_f32(1.9875691500e-4f);
+    p = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), p, r);
+    p = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0f)), p, vmulq_f32(r, r));
+    const int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127)), 23);
+    return vmulq_f32(p, vreinterpretq_f32_s32(e));
+}
+
+static void silu_mul(int64_t n, float * g, const float * u) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t x = vld1q_f32(g + i);
+        const float32x4_t den = vaddq_f32(vdupq_n_f32(1.0f), exp_ps(vnegq_f32(x)));
+        vst1q_f32(g + i, vdivq_f32(vmulq_f32(x, vld1q_f32(u + i)), den));
+    }
+    for (; i < n; i++) g[i] = g[i] / (1.0f + __builtin_expf(-g[i])) * u[i];
+}
+
+LOOPLM_FLOAT_GEMMS
+
+}  // namespace
+
+extern const Kernels kernels_neon = {
+    "neon",      quantize_q8, gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_f16, gemm_bf16, gemm_f32,
+    nullptr,     nullptr,     nullptr,   nullptr,   nullptr,  // no packed GEMM
+    dot_f16_f32, dot_f32,     axpy_f16,  axpy_f32,  f32_to_f16, silu_mul,
+};
+
+}  // namespace looplm

@@ -1,0 +1,149 @@
+// python/kernel_hooks.cpp - looplm._core's kernel-level functions: each kernel set run on numpy
+// data (the hooks tests/test_kernels.py checks against gguf-py and NumPy) and the memory
+// read bandwidth probe of `looplm bench`. Translation only.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "bench/membw.h"
+#include "python/bindings.h"
+#include "ops/ops.h"
+#include "quant/blocks.h"
+#include "quant/fp16.h"
+#include "quant/quantize.h"
+#include "quant/traits.h"
+#include "quant/types.h"
+
+namespace py = pybind11;
+
+namespace looplm {
+
+const Kernels & kernel_set(const std::string & name) {
+    const Kernels * k = find_kernels(name.c_str());
+    if (!k) throw std::invalid_argument("kernel set '" + name + "' is unknown or not supported by this CPU");
+    return *k;
+}
+
+namespace {
+
+// Kernel test hooks: run one kernel set on numpy data.
+// The activation blocks of x as (Q8_0 bytes, ds [n/32], bias [n/32, 8]): Q8_0 bytes to compare
+// with gguf-py, the precomputed terms to check on their own.
+py::tuple kernel_quantize(const std::string & set, py::array_t<float, py::array::c_style | py::array::forcecast> x) {
+    const Kernels & k = kernel_set(set);
+    const int64_t n = x.size();
+    if (n % QK != 0) throw std::invalid_argument("length must be a multiple of 32");
+    std::vector<block_q8_s> blocks(static_cast<size_t>(n / QK));
+    k.quantize_q8(x.data(), blocks.data(), n);
+    std::string q8(static_cast<size_t>(row_bytes(DType::Q8_0, n)), '\0');
+    py::array_t<float> ds(static_cast<py::ssize_t>(blocks.size()));
+    py::array_t<int32_t> bias({static_cast<py::ssize_t>(blocks.size()), static_cast<py::ssize_t>(QK / 4)});
+    for (size_t i = 0; i < blocks.size(); i++) {
+        block_q8_0 b;
+        b.d = fp32_to_fp16(blocks[i].d);
+        std::memcpy(b.qs, blocks[i].qs, QK);
+        std::memcpy(&q8[i * sizeof(block_q8_0)], &b, sizeof(b));
+        ds.mutable_data()[i] = blocks[i].ds;
+        std::memcpy(bias.mutable_data() + i * (QK / 4), blocks[i].bias, sizeof(blocks[i].bias));
+    }
+    return py::make_tuple(py::bytes(q8), ds, bias);
+}
+
+// out [nc, rows] = x [nc, n] . W^T, W given as raw rows [rows, row_bytes] of ggml type type_id.
+py::array_t<float> kernel_matmul(const std::string & set, uint32_t type_id,
+                                 py::array_t<uint8_t, py::array::c_style> w, int64_t n,
+                                 py::array_t<float, py::array::c_style | py::array::forcecast> x) {
+    const Kernels & k = kernel_set(set);
+    const TypeTraits * ti = find_traits(type_id);
+    if (!ti || !ti->runnable) throw std::invalid_argument("unsupported type id " + std::to_string(type_id));
+    const DType t = static_cast<DType>(type_id);
+    if (n % ti->block_elems != 0 || w.ndim() != 2 || w.shape(1) != row_bytes(t, n) || x.ndim() != 2 || x.shape(1) != n) {
+        throw std::invalid_argument("shape mismatch");
+    }
+    ThreadPool pool(1);
+    Ops ops(k, pool);
+    Tensor wt;
+    wt.type = t;
+    wt.ne0 = n;
+    wt.ne1 = w.shape(0);
+    wt.row_bytes = static_cast<size_t>(row_bytes(t, n));
+    wt.data = w.data();
+    Activations a;
+    ops.prepare(t, x.data(), x.shape(0), n, a);
+    py::array_t<float> out({static_cast<int64_t>(x.shape(0)), wt.ne1});
+    ops.matmul(wt, a, out.mutable_data());
+    return out;
+}
+
+// The attention helpers: ("dot_f16", a_f16_bits, b) / ("axpy_f16", alpha, x_f16_bits, y) / ...
+py::object kernel_vec(const std::string & set, const std::string & op, py::array a, py::array b, float alpha) {
+    const Kernels & k = kernel_set(set);
+    if (op == "dot_f16") {
+        auto x = py::array_t<uint16_t, py::array::c_style>::ensure(a);
+        auto y = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(b);
+        if (x.size() != y.size()) throw std::invalid_argument("length mismatch");
+        return py::float_(k.dot_f16_f32(x.size(), x.data(), y.data()));
+    }
+    if (op == "dot_f32") {
+        auto x = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
+        auto y = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(b);
+        if (x.size() != y.size()) throw std::invalid_argument("length mismatch");
+        return py::float_(k.dot_f32(x.size(), x.data(), y.data()));
+    }
+    if (op == "axpy_f16" || op == "axpy_f32") {
+        auto y = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(b);
+        py::array_t<float> out(y.size());
+        std::memcpy(out.mutable_data(), y.data(), static_cast<size_t>(y.size()) * 4);
+        if (op == "axpy_f16") {
+            auto x = py::array_t<uint16_t, py::array::c_style>::ensure(a);
+            if (x.size() != y.size()) throw std::invalid_argument("length mismatch");
+            k.axpy_f16(x.size(), alpha, x.data(), out.mutable_data());
+        } else {
+            auto x = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
+            if (x.size() != y.size()) throw std::invalid_argument("length mismatch");
+            k.axpy_f32(x.size(), alpha, x.data(), out.mutable_data());
+        }
+        return std::move(out);
+    }
+    if (op == "silu_mul") {
+        auto g = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
+        auto u = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(b);
+        if (g.size() != u.size()) throw std::invalid_argument("length mismatch");
+        py::array_t<float> out(g.size());
+        std::memcpy(out.mutable_data(), g.data(), static_cast<size_t>(g.size()) * 4);
+        k.silu_mul(g.size(), out.mutable_data(), u.data());
+        return std::move(out);
+    }
+    if (op == "f32_to_f16") {
+        auto x = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
+        py::array_t<uint16_t> out(x.size());
+        k.f32_to_f16(x.size(), x.data(), out.mutable_data());
+        return std::move(out);
+    }
+    throw std::invalid_argument("unknown kernel op '" + op + "'");
+}
+
+}  // namespace
+
+void bind_kernels(py::module_ & m) {
+    m.def(
+        "read_bandwidth",
+        [](int n_threads, size_t bytes, int reps) {
+            if (n_threads < 1 || reps < 1 || bytes < (1u << 20)) throw std::invalid_argument("bad membw arguments");
+            py::gil_scoped_release release;
+            ThreadPool pool(n_threads);
+            return read_bandwidth(pool, bytes, reps);
+        },
+        py::arg("n_threads"), py::arg("bytes") = size_t(1) << 30, py::arg("reps") = 5,
+        "Best-of-reps memory read bandwidth in bytes/s with n_threads threads.");
+    m.def("kernel_quantize", &kernel_quantize);
+    m.def("kernel_matmul", &kernel_matmul);
+    m.def("kernel_vec", &kernel_vec, py::arg("set"), py::arg("op"), py::arg("a"), py::arg("b"),
+          py::arg("alpha") = 0.0f);
+}
+
+}  // namespace looplm
