@@ -19,6 +19,7 @@ import gguf
 import numpy as np
 
 from . import ouro_arch as oa
+from .errors import ConvertError
 from .quantize import OUT_TYPES, byte_shape, convert, nbytes, tensor_type
 from .safetensors import Checkpoint
 from .tokenizer_export import add_to_gguf, load_vocab
@@ -29,10 +30,6 @@ _STORED_DTYPE = {
     gguf.GGMLQuantizationType.F16: np.dtype(np.float16),
 }
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-class ConvertError(ValueError):
-    """Any input the converter refuses; the message names the file, key or tensor."""
 
 
 @dataclass

@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import ConvertError
+
 ARCH = "ouro"
 
 # HF name -> GGUF name, outside the layer stack.
@@ -41,7 +43,7 @@ KEY_GATE_WEIGHT, KEY_GATE_BIAS = "ouro.exit_gate.weight", "ouro.exit_gate.bias"
 KEY_GATE_THRESHOLD = "ouro.exit_gate.threshold"
 
 
-class ConfigError(ValueError):
+class ConfigError(ConvertError):
     """A config.json the converter cannot handle; the message names the file and key."""
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ConvertError
+
 # safetensors dtype -> (numpy dtype used to read it, bytes per element)
 DTYPES: dict[str, np.dtype] = {
     "F64": np.dtype("<f8"),
@@ -33,7 +35,7 @@ DTYPES: dict[str, np.dtype] = {
 MAX_HEADER = 100 * 1024 * 1024  # the safetensors library's own limit
 
 
-class SafetensorsError(ValueError):
+class SafetensorsError(ConvertError):
     """A safetensors file that cannot be read; the message names the file and the fault."""
 
 

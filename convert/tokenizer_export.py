@@ -12,11 +12,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import ConvertError
+
 # GGUF token types
 NORMAL, CONTROL, USER_DEFINED, UNUSED = 1, 3, 4, 5
 
 
-class TokenizerError(ValueError):
+class TokenizerError(ConvertError):
     """A tokenizer file the converter cannot export; the message names the file and fault."""
 
 

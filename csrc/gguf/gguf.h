@@ -49,7 +49,10 @@ struct GGUFTensor {
 
 class GGUFFile {
   public:
-    explicit GGUFFile(const std::string & path);
+    // use_mmap = false reads the whole file into anonymous memory instead of mapping it
+    // (llama.cpp's --no-mmap); use_mlock locks the pages in RAM (--mlock). A lock the system
+    // refuses (RLIMIT_MEMLOCK) is no error: locked() is false and lock_error() says why.
+    explicit GGUFFile(const std::string & path, bool use_mmap = true, bool use_mlock = false);
     ~GGUFFile();
     GGUFFile(const GGUFFile &) = delete;
     GGUFFile & operator=(const GGUFFile &) = delete;
@@ -59,6 +62,9 @@ class GGUFFile {
     uint64_t file_size() const { return size_; }
     uint64_t data_offset() const { return data_offset_; }
     uint32_t alignment() const { return alignment_; }
+    bool mapped() const { return mapped_; }
+    bool locked() const { return locked_; }
+    const std::string & lock_error() const { return lock_error_; }
 
     // Metadata: lookup returns nullptr when absent; typed getters throw GGUFError naming the
     // key when it is absent (required) or of the wrong type.
@@ -91,6 +97,7 @@ class GGUFFile {
 
   private:
     void parse();
+    void read_into_memory();
     void unmap();
 
     std::string path_;
@@ -100,6 +107,9 @@ class GGUFFile {
     uint32_t version_ = 0;
     uint32_t alignment_ = 32;
     uint64_t data_offset_ = 0;
+    bool mapped_ = true;
+    bool locked_ = false;
+    std::string lock_error_;
     std::map<std::string, GGUFValue> kv_;
     std::vector<std::string> key_order_;
     std::vector<GGUFTensor> tensors_;

@@ -140,7 +140,8 @@ Vocab load_vocab(const GGUFFile & f, int64_t n_vocab) {
 
 }  // namespace
 
-Model::Model(const std::string & path) : file_(new GGUFFile(path)) {
+Model::Model(const std::string & path, bool use_mmap, bool use_mlock)
+    : file_(new GGUFFile(path, use_mmap, use_mlock)) {
     const GGUFFile & f = *file_;
     Config & c = config_;
     c.arch = f.get_string("general.architecture");

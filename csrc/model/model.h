@@ -51,8 +51,9 @@ struct Vocab {
 
 class Model {
   public:
-    // Maps and validates the file; throws GGUFError naming the file and key/tensor at fault.
-    explicit Model(const std::string & path);
+    // Maps (or, use_mmap = false, reads) and validates the file; throws GGUFError naming the
+    // file and key/tensor at fault. use_mlock: see GGUFFile.
+    explicit Model(const std::string & path, bool use_mmap = true, bool use_mlock = false);
 
     const GGUFFile & file() const { return *file_; }
     const Config & config() const { return config_; }

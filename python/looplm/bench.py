@@ -105,7 +105,8 @@ def synthetic_path(
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(f".{os.getpid()}.tmp")
-        print(f"looplm bench: writing synthetic {shape} {arch} {qtype} to {out} ...", file=sys.stderr)
+        print(f"looplm bench: writing a synthetic {shape} {arch} {qtype} model with random weights "
+              f"({synthetic.gguf_bytes(shape, qtype) / 1e9:.2f} GB, once) to {out} ...", file=sys.stderr)  # fmt: skip
         try:
             synthetic.write_gguf(tmp, shape, qtype, gate_bias=gate_bias, gate_scale=gate_scale,
                                  post_norm_scale=post_norm_scale, arch=arch)  # fmt: skip
@@ -123,37 +124,51 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", default=None, help="GGUF file (or use --synthetic)")
     p.add_argument("--synthetic", choices=["ouro-1.4b", "ouro-2.6b"], default=None,
                    help="a full-size random-weight model of that shape, made once and cached")  # fmt: skip
-    p.add_argument("--type", choices=["q4_0", "q8_0", "f16"], default="q4_0", help="type of --synthetic")
-    p.add_argument("--gate-bias", type=float, default=0.0, help="--synthetic exit gate bias (high: exit early)")
-    p.add_argument("--gate-scale", type=float, default=1.0, help="--synthetic exit gate spread")
+    p.add_argument("--type", choices=["q4_0", "q8_0", "f16"], default="q4_0", help="type of --synthetic (default q4_0)")
+    p.add_argument("--gate-bias", type=float, default=0.0,
+                   help="--synthetic exit gate bias; high: exit early (default 0)")  # fmt: skip
+    p.add_argument("--gate-scale", type=float, default=1.0, help="--synthetic exit gate spread (default 1)")
     p.add_argument("-p", "--n-prompt", type=int_list, default=[512], help="prompt sizes (0: none; default 512)")
     p.add_argument("-n", "--n-gen", type=int_list, default=[128], help="generation lengths (0: none; default 128)")
-    p.add_argument("-t", "--threads", type=int_list, default=None, help="thread counts, e.g. 1,2,4")
-    p.add_argument("--loops", type=int_list, default=None, help="loop counts, e.g. 1,2,4 (default: trained)")
-    p.add_argument("--exit-threshold", type=float_list, default=[1.0], help="exit thresholds, e.g. 1,0.9,0.5")
-    p.add_argument("-r", "--repetitions", type=int, default=3)
+    p.add_argument("-t", "--threads", type=int_list, default=None,
+                   help="thread counts, e.g. 1,2,4 (default: the physical cores)")  # fmt: skip
+    p.add_argument("--loops", type=int_list, default=None, help="loop counts, e.g. 1,2,4 (default: the trained count)")
+    p.add_argument("--exit-threshold", type=float_list, default=[1.0],
+                   help="exit thresholds, e.g. 1,0.9,0.5 (default 1: every loop)")  # fmt: skip
+    p.add_argument("-r", "--repetitions", type=int, default=3, help="timed runs per test, after a warm-up (default 3)")
     p.add_argument("--membw", action="store_true", help="measure the read bandwidth for 1..N threads")
 
 
 def run(args: argparse.Namespace) -> int:
+    from .usage import UsageError
+
     threads = args.threads or [_core.physical_cores()]
-    if args.repetitions < 1 or any(t < 1 for t in threads):
-        raise ValueError("repetitions and threads must be >= 1")
+    if args.repetitions < 1:
+        raise UsageError(f"-r/--repetitions must be >= 1, got {args.repetitions}")
+    if any(not 1 <= t <= 4096 for t in threads):
+        raise UsageError(f"-t/--threads must be in 1..4096, got {','.join(map(str, threads))}")
+    if any(n < 0 for n in args.n_prompt + args.n_gen):
+        raise UsageError("-p/--n-prompt and -n/--n-gen must be >= 0")
+    if (args.model is None) == (args.synthetic is None) and not (args.membw and not (args.model or args.synthetic)):
+        raise UsageError("give exactly one of -m/--model or --synthetic")
+    path, cfg = None, None
+    if args.model or args.synthetic:
+        path = args.model or synthetic_path(args.synthetic, args.type, args.gate_bias, args.gate_scale)
+        probe = Model(path, n_ctx=8, n_threads=1)
+        cfg = probe.config
+        del probe
+        longest = max(args.n_prompt + args.n_gen)
+        if longest + 8 > cfg["n_ctx_train"]:
+            raise UsageError(f"-p/-n {longest} is longer than the model's context length {cfg['n_ctx_train']}")
     # the bandwidth of every thread count in the table (and 1..N for --membw)
     bw = membw_table(sorted(set(threads) | (set(range(1, max(threads) + 1)) if args.membw else set())))
     if args.membw:
         print("| threads | read bandwidth |\n|---:|---:|")
         for t, b in bw.items():
             print(f"| {t} | {b / 1e9:.1f} GB/s |")
-        if not (args.model or args.synthetic):
+        if path is None:
             return 0
         print()
-    if (args.model is None) == (args.synthetic is None):
-        raise ValueError("give exactly one of -m/--model or --synthetic")
-    path = args.model or synthetic_path(args.synthetic, args.type, args.gate_bias, args.gate_scale)
-    probe = Model(path, n_ctx=8, n_threads=1)
-    cfg = probe.config
-    del probe
     loops = args.loops or [cfg["n_loops_trained"]]
     name = Path(path).name
     print(f"model: {name} | {cfg['arch']} | {cfg['weight_type']} | {cfg['file_size'] / 1e9:.2f} GB | "

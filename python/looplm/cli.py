@@ -1,63 +1,104 @@
-"""The ``looplm`` command: convert, run, chat, info, bench, perplexity.
+"""The ``looplm`` command: demo, convert, run, chat, info, bench, perplexity.
 
-Flags follow llama.cpp's spelling with mlx-lm's long aliases. A user error prints one line
-and exits with code 1 (2 for usage errors, from argparse); never a traceback.
+Flags follow llama.cpp's spelling with mlx-lm's long aliases. Exit codes: 0 success (also when
+the reader of stdout goes away, as with ``| head``), 1 an error (a missing or unusable file, a
+prompt longer than the context), 2 a usage error (a flag missing, unknown or out of range),
+130 interrupted. An error is one line naming the flag, file, key or tensor; never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
+import warnings
+from pathlib import Path
 
 from .sampling import PRESETS, SamplingParams
+from .terminal import OutputClosed, err, exit_summary, is_tty, legend, stream_text, timing_line, write
+from .usage import UsageError, UserError
 
-EXIT_COLORS = ["\x1b[32m", "\x1b[36m", "\x1b[33m", "\x1b[35m", "\x1b[31m"]  # loop 1, 2, 3, 4, 5+
-RESET = "\x1b[0m"
+# The Python API's parameter names and the flags that set them: an API ValueError that starts
+# with a parameter name is reported with the flag the user typed, as a usage error.
+FLAGS = {
+    "n_ctx": "-c/--ctx-size",
+    "n_threads": "-t/--threads",
+    "n_batch": "-b/--batch-size",
+    "loops": "--loops",
+    "kv_type": "--kv-type",
+    "exit_threshold": "--exit-threshold",
+    "exit_mode": "--exit-mode",
+    "exit_at_step": "--exit-at-step",
+    "kv_fill": "--kv-fill",
+    "max_tokens": "-n/--n-predict",
+    "seed": "-s/--seed",
+    "temperature": "--temp",
+    "top_k": "--top-k",
+    "top_p": "--top-p",
+    "min_p": "--min-p",
+    "repeat_penalty": "--repeat-penalty",
+    "presence_penalty": "--presence-penalty",
+    "frequency_penalty": "--frequency-penalty",
+    "penalty_last_n": "--repeat-last-n",
+}
+_LEADING_NAME = re.compile(r"^([a-z_]+)\b")
 
 
-class UserError(Exception):
-    """An error to report in one line (exit code 1)."""
+def flag_message(message: str) -> tuple[str, bool]:
+    """An API error message with its leading parameter name replaced by the flag; True if replaced."""
+    m = _LEADING_NAME.match(message)
+    if m and m.group(1) in FLAGS:
+        return FLAGS[m.group(1)] + message[m.end() :], True
+    return message, False
 
 
 # ---------------------------------------------------------------- shared options
 
 
-def add_model_options(p: argparse.ArgumentParser) -> None:
+def add_model_options(p: argparse.ArgumentParser, *, ctx_size: int = 4096) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("-m", "--model", required=True, help="GGUF file, HF Ouro folder or hub repo id")
+    g.add_argument("-m", "--model", required=True, help="GGUF file, HF Ouro folder or hub repo id (required)")
     g.add_argument(
         "--type",
         default=None,
         choices=["f32", "f16", "bf16", "q8_0", "q4_0"],
         help="quantization when -m is an HF checkpoint (default q8_0)",
     )
-    g.add_argument("-c", "--ctx-size", type=int, default=4096, help="context size in tokens (default 4096)")
-    g.add_argument("-t", "--threads", type=int, default=None, help="threads (default: physical cores)")
+    g.add_argument("-c", "--ctx-size", type=int, default=ctx_size, help=f"context size in tokens (default {ctx_size})")
+    g.add_argument("-t", "--threads", type=int, default=None, help="threads (default: the physical cores)")
     g.add_argument("--loops", type=int, default=None, help="loops per token (default: the trained count)")
     g.add_argument(
         "--exit-threshold",
         type=float,
         default=None,
-        help="exit gate CDF threshold (default: the file's; < 1 lets tokens exit early)",
+        help="exit gate CDF threshold in 0..1; below 1 tokens may exit early (default: the file's, 1.0 for Ouro)",
     )
     g.add_argument(
         "--exit-mode",
         choices=["skip", "exact"],
         default=None,
-        help="skip: stop at the exit loop (default when threshold < 1); exact: run all loops",
+        help="skip: stop a token at its exit loop; exact: run every loop, the exit loop only picks the logits "
+        "(default: skip when the threshold is below 1 or --exit-at-step is given, else exact)",
     )
-    g.add_argument("--exit-at-step", type=int, default=None, help="always exit at this 0-based loop")
+    g.add_argument(
+        "--exit-at-step", type=int, default=None, help="always exit at this loop, counted from 0 (default: the gate)"
+    )
     g.add_argument(
         "--kv-fill",
         choices=["exit", "first"],
         default="exit",
-        help="skip mode: fill skipped loops' KV from the exit loop (default) or loop 0",
+        help="skip mode: fill skipped loops' KV from the exit loop or from loop 0 (default exit)",
     )
     g.add_argument("--kv-type", choices=["f16", "f32"], default="f16", help="KV cache type (default f16)")
     g.add_argument("-b", "--batch-size", type=int, default=256, help="prompt tokens per forward pass (default 256)")
+    g.add_argument("--no-mmap", action="store_true", help="read the file into memory instead of mapping it")
+    g.add_argument("--mlock", action="store_true", help="lock the model in RAM (no paging out)")
+    g.add_argument("-v", "--verbose", action="store_true", help="print the model, build and kernels in use to stderr")
 
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
+    d = PRESETS["default"]
     g = p.add_argument_group("sampling (defaults: llama-cpp-python's)")
     g.add_argument(
         "-n",
@@ -69,42 +110,56 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
         help="tokens to generate (-1: until a stop or a full context; default 256)",
     )
     g.add_argument("-s", "--seed", type=int, default=None, help="random seed (default: random)")
-    g.add_argument("--temp", "--temperature", dest="temperature", type=float, default=None, help="0 = greedy")
-    g.add_argument("--top-k", type=int, default=None)
-    g.add_argument("--top-p", type=float, default=None)
-    g.add_argument("--min-p", type=float, default=None)
-    g.add_argument("--repeat-penalty", type=float, default=None)
-    g.add_argument("--presence-penalty", type=float, default=None)
-    g.add_argument("--frequency-penalty", type=float, default=None)
-    g.add_argument("--repeat-last-n", dest="penalty_last_n", type=int, default=None)
+    g.add_argument(
+        "--temp",
+        "--temperature",
+        dest="temperature",
+        type=float,
+        default=None,
+        help=f"temperature; 0 = greedy (default {d.temperature:g})",
+    )
+    g.add_argument("--top-k", type=int, default=None, help=f"keep the k most likely tokens; 0: off (default {d.top_k})")
+    g.add_argument("--top-p", type=float, default=None, help=f"nucleus sampling; 1: off (default {d.top_p:g})")
+    g.add_argument(
+        "--min-p", type=float, default=None, help=f"drop tokens below p x the top one; 0: off (default {d.min_p:g})"
+    )
+    g.add_argument("--repeat-penalty", type=float, default=None, help=f"1: off (default {d.repeat_penalty:g})")
+    g.add_argument("--presence-penalty", type=float, default=None, help=f"(default {d.presence_penalty:g})")
+    g.add_argument("--frequency-penalty", type=float, default=None, help=f"(default {d.frequency_penalty:g})")
+    g.add_argument(
+        "--repeat-last-n",
+        dest="penalty_last_n",
+        type=int,
+        default=None,
+        help=f"tokens the penalties look back at; -1: all (default {d.penalty_last_n})",
+    )
     g.add_argument(
         "--preset",
         choices=list(PRESETS),
         default="default",
-        help="sampling preset; 'thinking' = the Ouro Thinking model cards (temp 1.0, top-p 0.7)",
+        help="sampling preset; 'thinking' = the Ouro Thinking model cards (temp 1.0, top-p 0.7); default 'default'",
     )
 
 
 def sampling_from(args: argparse.Namespace) -> SamplingParams:
-    try:
-        return PRESETS[args.preset].with_options(
-            temperature=args.temperature,
-            top_k=args.top_k,
-            top_p=args.top_p,
-            min_p=args.min_p,
-            repeat_penalty=args.repeat_penalty,
-            presence_penalty=args.presence_penalty,
-            frequency_penalty=args.frequency_penalty,
-            penalty_last_n=args.penalty_last_n,
-            seed=args.seed,
-        )
-    except ValueError as e:
-        raise UserError(str(e)) from e
+    return PRESETS[args.preset].with_options(
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        min_p=args.min_p,
+        repeat_penalty=args.repeat_penalty,
+        presence_penalty=args.presence_penalty,
+        frequency_penalty=args.frequency_penalty,
+        penalty_last_n=args.penalty_last_n,
+        seed=args.seed,
+    )
 
 
 def load_model(args: argparse.Namespace):
     from .generate import load
 
+    if args.type and Path(args.model).expanduser().is_file():
+        raise UsageError(f"--type applies to HF checkpoints; {args.model} is already a GGUF file")
     opts = {
         "kv_fill": args.kv_fill,
         "n_batch": args.batch_size,
@@ -115,30 +170,69 @@ def load_model(args: argparse.Namespace):
         "exit_threshold": args.exit_threshold,
         "exit_mode": args.exit_mode,
         "exit_at_step": args.exit_at_step,
+        "use_mmap": not args.no_mmap,
+        "use_mlock": args.mlock,
     }
     if args.type:
         opts["type"] = args.type
-    import warnings
-
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # loops above the trained count: reported below instead
+        warnings.simplefilter("ignore")  # reported below, in the command's words
         model = load(args.model, **opts)
     if args.loops and args.loops > model.config["n_loops_trained"]:
-        print(
-            f"looplm: warning: {args.loops} loops is above the trained {model.config['n_loops_trained']}; "
-            "quality usually drops",
-            file=sys.stderr,
-        )
+        err(f"looplm: warning: --loops {args.loops} is above the trained {model.config['n_loops_trained']}; "
+            "quality usually drops")  # fmt: skip
+    if args.mlock and not model.config["mlock"]:
+        err(f"looplm: warning: --mlock: {model.config['mlock_error']}; running unlocked")
+    if args.verbose:
+        err(model.describe())
     return model
 
 
-def exit_summary(exits: list[int], n_loops: int) -> str:
-    if not exits:
-        return "no tokens generated"
-    hist = [exits.count(i) for i in range(n_loops)]
-    mean = sum(e + 1 for e in exits) / len(exits)
-    shares = ", ".join(f"loop {i + 1}: {h / len(exits):.0%}" for i, h in enumerate(hist))
-    return f"exits: {shares} | mean loops/token {mean:.2f} | loops saved {1 - mean / n_loops:.0%}"
+def read_prompt(file: str) -> str:
+    """The prompt from a file, or from standard input for ``-``."""
+    try:
+        if file == "-":
+            if sys.stdin is None:
+                raise UserError("-f -: standard input is closed")
+            return sys.stdin.buffer.read().decode("utf-8")
+        with open(file, "rb") as f:
+            return f.read().decode("utf-8")
+    except OSError as e:
+        raise UserError(f"{file}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise UserError(f"{file}: not UTF-8 text (byte {e.start})") from e
+
+
+def generate_and_show(
+    model, prompt: str, args: argparse.Namespace, sampling: SamplingParams, *, timing: bool = True
+) -> str:
+    """Streams a reply to stdout (coloured by exit loop with --show-exits on a terminal), then
+    the timing line (``timing``) and, with --show-exits, the exit summary on stderr. Returns the
+    text."""
+    from .generate import stream_generate
+
+    n_loops, mode = model.config["n_loops"], model.exit_policy["exit_mode"]
+    color = args.show_exits and is_tty(sys.stdout)
+    if color:
+        err(legend(n_loops))
+    parts: list[str] = []
+    exits: list[int] = []
+    last = None
+    try:
+        responses = stream_generate(model, prompt, max_tokens=args.max_tokens, sampling=sampling)
+        for text, step, r in stream_text(responses, sys.stdout, color=color):
+            parts.append(text)
+            if step is not None:
+                exits.append(step)
+            last = r
+    except KeyboardInterrupt:
+        err("\nlooplm: interrupted")
+    write(sys.stdout, "\n")
+    if timing and last is not None:
+        err("looplm: " + timing_line(last, exits, n_loops, mode))
+    if args.show_exits:
+        err("looplm: " + exit_summary(exits, n_loops, mode))
+    return "".join(parts)
 
 
 # ---------------------------------------------------------------- commands
@@ -152,18 +246,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .chat import render
-    from .generate import stream_generate
 
     if (args.prompt is None) == (args.file is None):
-        raise UserError("give the prompt with exactly one of -p/--prompt or -f/--file")
-    if args.prompt is not None:
-        prompt = args.prompt
-    else:
-        try:
-            with open(args.file, encoding="utf-8") as f:
-                prompt = f.read()
-        except OSError as e:
-            raise UserError(f"{args.file}: {e.strerror}") from e
+        raise UsageError("give the prompt with exactly one of -p/--prompt or -f/--file")
+    prompt = args.prompt if args.prompt is not None else read_prompt(args.file)
     sampling = sampling_from(args)
     model = load_model(args)
     if not args.ignore_chat_template and (model.chat_template or model.config["arch"] == "ouro"):
@@ -171,75 +257,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             {"role": "user", "content": prompt}
         ]
         prompt = render(msgs, model.chat_template, enable_thinking=args.think)
-    color = args.show_exits and sys.stdout.isatty()
-    exits: list[int] = []
-    last = None
-    try:
-        for r in stream_generate(model, prompt, max_tokens=args.max_tokens, sampling=sampling):
-            last = r
-            if r.exit_step is not None:
-                exits.append(r.exit_step)
-            if color and r.text:
-                sys.stdout.write(EXIT_COLORS[min(r.exit_step or 0, 4)] + r.text + RESET)
-            else:
-                sys.stdout.write(r.text)
-            sys.stdout.flush()
-    except KeyboardInterrupt:
-        print("\nlooplm: interrupted", file=sys.stderr)
-    sys.stdout.write("\n")
-    if last is not None:
-        print(
-            f"looplm: prompt {last.prompt_tokens} tokens, {last.prompt_tps:.1f} tok/s | generation "
-            f"{last.generation_tokens} tokens, {last.generation_tps:.1f} tok/s | mean loops/token "
-            f"{last.mean_loops:.2f} of {model.config['n_loops']}",
-            file=sys.stderr,
-        )
-    if args.show_exits:
-        print("looplm: " + exit_summary(exits, model.config["n_loops"]), file=sys.stderr)
+    generate_and_show(model, prompt, args, sampling)
     return 0
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from .chat import render
-    from .generate import stream_generate
+    from .repl import chat
 
     sampling = sampling_from(args)
-    model = load_model(args)
-    history: list[dict[str, str]] = [{"role": "system", "content": args.system}] if args.system else []
-    interactive = sys.stdin.isatty()
-    if interactive:
-        print("looplm chat: /reset clears the conversation, /exit or Ctrl-D quits.", file=sys.stderr)
-    while True:
-        try:
-            line = input("> " if interactive else "")
-        except EOFError:
-            break
-        except KeyboardInterrupt:
-            print(file=sys.stderr)
-            continue
-        text = line.strip()
-        if not text:
-            continue
-        if text in ("/exit", "/quit"):
-            break
-        if text == "/reset":
-            history = history[:1] if args.system else []
-            print("looplm: conversation cleared", file=sys.stderr)
-            continue
-        history.append({"role": "user", "content": text})
-        prompt = render(history, model.chat_template, enable_thinking=args.think)
-        reply = []
-        try:
-            for r in stream_generate(model, prompt, max_tokens=args.max_tokens, sampling=sampling):
-                reply.append(r.text)
-                sys.stdout.write(r.text)
-                sys.stdout.flush()
-        except KeyboardInterrupt:
-            print("\nlooplm: interrupted", file=sys.stderr)
-        sys.stdout.write("\n")
-        sys.stdout.flush()
-        history.append({"role": "assistant", "content": "".join(reply)})
-    return 0
+    return chat(load_model(args), args, sampling)
 
 
 def cmd_perplexity(args: argparse.Namespace) -> int:
@@ -255,50 +281,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    import looplm
+    from .info import run
 
-    from . import _core
-    from .hub import resolve_model
+    return run(args)
 
-    path = resolve_model(args.model, getattr(args, "type", None))
-    info = _core.file_info(path, 64)
-    md = info["metadata"]
-    arch = md.get("general.architecture", "?")
-    rows = [
-        ("file", f"{path} ({info['file_size'] / 1e6:.1f} MB, GGUF v{info['version']})"),
-        ("name", md.get("general.name", "?")),
-        ("architecture", arch),
-    ]
-    for key in (
-        "block_count",
-        "num_loops",
-        "embedding_length",
-        "feed_forward_length",
-        "attention.head_count",
-        "attention.head_count_kv",
-        "context_length",
-        "rope.freq_base",
-    ):
-        if f"{arch}.{key}" in md:
-            rows.append((key, md[f"{arch}.{key}"]))
-    gate = "ouro.exit_gate.bias" in md
-    threshold = f", threshold {md['ouro.exit_gate.threshold']}" if "ouro.exit_gate.threshold" in md else ""
-    rows.append(("exit gate", ("yes" + threshold) if gate else "no (runs at fixed depth)"))
-    types: dict[str, int] = {}
-    for _, t, _shape, _, nbytes in info["tensors"]:
-        types[t] = types.get(t, 0) + nbytes
-    rows.append(
-        ("tensor types", ", ".join(f"{t} {b / 1e6:.1f} MB" for t, b in sorted(types.items(), key=lambda x: -x[1])))
-    )
-    template = "yes" if md.get("tokenizer.chat_template") else "no"
-    tok = f"{md.get('tokenizer.ggml.model', 'none')} / {md.get('tokenizer.ggml.pre', '-')}, chat template {template}"
-    rows.append(("tokenizer", tok))
-    rows.append(("cpu features", looplm.cpu_features() or "(none detected)"))
-    rows.append(("kernels", f"{looplm.kernels()} (available: {', '.join(looplm.kernels_available())})"))
-    rows.append(("threads", f"{_core.physical_cores()} (physical cores)"))
-    for label, value in rows:
-        print(f"{label + ':':<25} {value}")
-    return 0
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run
+
+    return run(args)
 
 
 # ---------------------------------------------------------------- parser
@@ -308,10 +299,20 @@ def build_parser() -> argparse.ArgumentParser:
     from looplm import __version__
     from looplm.convert import add_arguments
 
-    p = argparse.ArgumentParser(prog="looplm", description="Run looped language models (Ouro) on the CPU.")
+    p = argparse.ArgumentParser(
+        prog="looplm",
+        description="Run looped language models (Ouro) on the CPU. Try 'looplm demo': no download, a few seconds.",
+        epilog="'looplm COMMAND --help' lists a command's flags and their defaults.",
+    )
     p.add_argument("--version", action="version", version=f"looplm {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+
+    from .demo import add_arguments as add_demo_arguments
+
+    d = sub.add_parser("demo", help="the loops and the exit gate on a small random-weight Ouro model, in seconds")
+    add_demo_arguments(d)
+    d.set_defaults(func=cmd_demo)
 
     c = sub.add_parser("convert", help="HF Ouro checkpoint -> GGUF")
     add_arguments(c)
@@ -320,20 +321,27 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="generate text from a prompt")
     add_model_options(r)
     r.add_argument("-p", "--prompt", default=None, help="the prompt")
-    r.add_argument("-f", "--file", default=None, help="read the prompt from a file")
-    r.add_argument("--system", default=None, help="system message (chat template)")
+    r.add_argument("-f", "--file", default=None, help="read the prompt from a file ('-': standard input)")
+    r.add_argument("--system", default=None, help="system message (default: none, or the template's own)")
     r.add_argument("--think", action="store_true", help="open the reply with <think> (Thinking models)")
     r.add_argument("--ignore-chat-template", "--raw", action="store_true", help="use the prompt as is")
     r.add_argument(
-        "--show-exits", action="store_true", help="colour tokens by exit loop (on a terminal) and print an exit summary"
+        "--show-exits",
+        action="store_true",
+        help="colour tokens by exit loop (on a terminal) and print the exit summary",
     )
     add_sampling_options(r)
     r.set_defaults(func=cmd_run)
 
-    ch = sub.add_parser("chat", help="interactive multi-turn chat")
+    ch = sub.add_parser("chat", help="interactive multi-turn chat (/help lists its commands)")
     add_model_options(ch)
-    ch.add_argument("--system", default=None, help="system message")
+    ch.add_argument("--system", default=None, help="system message (default: none, or the template's own)")
     ch.add_argument("--think", action="store_true", help="open replies with <think> (Thinking models)")
+    ch.add_argument(
+        "--show-exits",
+        action="store_true",
+        help="colour tokens by exit loop (on a terminal) and print an exit summary after each reply",
+    )
     add_sampling_options(ch)
     ch.set_defaults(func=cmd_chat)
 
@@ -341,37 +349,76 @@ def build_parser() -> argparse.ArgumentParser:
     from .perplexity import add_arguments as add_ppl_arguments
 
     pp = sub.add_parser("perplexity", help="perplexity of a text file (llama.cpp's definition)")
-    add_model_options(pp)
+    add_model_options(pp, ctx_size=512)
     add_ppl_arguments(pp)
-    pp.set_defaults(func=cmd_perplexity, ctx_size=512)
+    pp.set_defaults(func=cmd_perplexity)
 
     b = sub.add_parser("bench", help="pp/tg speed and bandwidth (llama-bench's tables)")
     add_bench_arguments(b)
     b.set_defaults(func=cmd_bench)
 
-    i = sub.add_parser("info", help="describe a model file and the kernels that will run it")
-    i.add_argument("-m", "--model", required=True)
+    i = sub.add_parser("info", help="describe a model file, whether looplm can run it, and the build and kernels")
+    i.add_argument("-m", "--model", required=True, help="GGUF file, HF Ouro folder or hub repo id (required)")
     i.set_defaults(func=cmd_info)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _quiet_stdout() -> None:
+    """After a broken pipe: stdout to /dev/null, so the interpreter's last flush cannot fail."""
     try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    if sys.stderr is None:  # 2>&-: messages go nowhere rather than fail
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        if sys.stdout is not None:
+            parser.print_help()
+        return 0
+    args = parser.parse_args(argv)
+    where = f"looplm {args.command}"
+    try:
+        if sys.stdout is None and args.command != "convert":
+            raise UserError("standard output is closed")
         return args.func(args)
+    except (OutputClosed, BrokenPipeError):
+        _quiet_stdout()
+        return 0
+    except UsageError as e:
+        err(f"{where}: error: {e}")
+        return 2
     except UserError as e:
-        print(f"looplm {args.command}: error: {e}", file=sys.stderr)
+        err(f"{where}: error: {e}")
         return 1
-    except (ValueError, OSError, RuntimeError) as e:  # GGUFError is a ValueError
-        print(f"looplm {args.command}: error: {e}", file=sys.stderr)
+    except OSError as e:
+        err(f"{where}: error: {e.filename}: {e.strerror}" if e.filename and e.strerror else f"{where}: error: {e}")
+        return 1
+    except ValueError as e:  # GGUFError and ConvertError are ValueErrors
+        message, is_flag = flag_message(str(e))
+        err(f"{where}: error: {message}")
+        return 2 if is_flag else 1
+    except RuntimeError as e:
+        err(f"{where}: error: {e}")
         return 1
     except KeyboardInterrupt:
-        print("looplm: interrupted", file=sys.stderr)
+        err("looplm: interrupted")
         return 130
+    except Exception as e:  # a bug: still one line, unless asked for the traceback
+        if os.environ.get("LOOPLM_DEBUG"):
+            raise
+        err(f"{where}: internal error: {type(e).__name__}: {e} (LOOPLM_DEBUG=1 shows the traceback)")
+        return 1
 
 
 if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["main"]
+__all__ = ["FLAGS", "main"]

@@ -7,6 +7,7 @@ mean loops per token, which llama-cpp-python does not have (a field added, none 
 
 from __future__ import annotations
 
+import inspect
 import time
 import uuid
 from collections.abc import Iterator
@@ -51,6 +52,7 @@ def create_completion(
     repeat_penalty: float = 1.0,
     presence_penalty: float = 0.0,
     frequency_penalty: float = 0.0,
+    penalty_last_n: int = 64,
     stop: str | list[str] | None = None,
     stream: bool = False,
     seed: int | None = None,
@@ -71,6 +73,7 @@ def create_completion(
         repeat_penalty=repeat_penalty,
         presence_penalty=presence_penalty,
         frequency_penalty=frequency_penalty,
+        penalty_last_n=penalty_last_n,
         seed=seed,
     )
     cid, created = f"cmpl-{uuid.uuid4()}", int(time.time())
@@ -105,6 +108,9 @@ def create_completion(
     return {**chunk("".join(parts), finish), "usage": usage, "looplm": extra}
 
 
+_COMPLETION_OPTIONS = set(inspect.signature(create_completion).parameters) - {"model", "prompt"}
+
+
 def create_chat_completion(
     model: Model,
     messages: list[dict[str, Any]],
@@ -113,6 +119,9 @@ def create_chat_completion(
     **opts: Any,
 ) -> dict[str, Any] | Iterator[dict[str, Any]]:
     """See :meth:`looplm.Model.create_chat_completion`."""
+    unknown = sorted(set(opts) - _COMPLETION_OPTIONS)
+    if unknown:  # named here, not as an error of create_completion
+        raise TypeError(f"create_chat_completion() got an unexpected keyword argument {unknown[0]!r}")
     prompt = render(messages, model.chat_template, enable_thinking=enable_thinking)
     result = create_completion(model, prompt, **opts)
     cid, created = f"chatcmpl-{uuid.uuid4()}", int(time.time())

@@ -35,7 +35,8 @@ class GenerationResponse:
         prompt_tps: prompt tokens per second.
         generation_tokens: tokens generated so far.
         generation_tps: generated tokens per second so far.
-        mean_loops: mean loops per generated token so far.
+        mean_loops: mean exit depth (exit loop + 1) of the generated tokens so far: the loops
+            computed per token in skip mode; in exact mode every loop is computed anyway.
         finish_reason: "stop" (stop token or string), "length" (max_tokens or a full
             context) or None while generating.
     """
@@ -200,7 +201,8 @@ def stream_generate(
         max_tokens: most tokens to generate; None or -1: until a stop or a full context.
         temperature, top_k, top_p, min_p, repeat_penalty, presence_penalty,
         frequency_penalty, penalty_last_n, seed: sampling options over ``sampling``
-            (default: llama-cpp-python's; ``temperature=0`` is greedy).
+            (default: llama-cpp-python's; ``temperature=0`` is greedy; the penalties look at
+            the last ``penalty_last_n`` tokens, 64).
         stop: strings that end generation (not included in the text).
         loops, exit_threshold, exit_mode, exit_at_step: Ouro options for this call.
 

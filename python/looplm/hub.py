@@ -4,6 +4,7 @@ the source and the quantization type, and reused afterwards."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import sys
@@ -36,18 +37,25 @@ def resolve_model(source: str, out_type: str | None = None, *, quiet: bool = Fal
         source: a .gguf file, an HF Ouro checkpoint folder, or a hub repo id.
         out_type: quantization when converting (default q8_0).
         quiet: no message about converting.
-    """
-    from looplm.convert import ConvertError, convert_checkpoint
-    from looplm.convert.hf_to_gguf import resolve_source
 
+    Raises:
+        FileNotFoundError: nothing at ``source``, and it cannot be a hub repo id (a name
+            ending in ``.gguf`` never is).
+        ConvertError: the checkpoint cannot be downloaded or converted.
+    """
     path = Path(source).expanduser()
     if path.is_file():
         if out_type is not None:
-            raise ValueError(f"{source}: --type applies to HF checkpoints, not to a GGUF file")
+            raise ValueError(f"{source}: a quantization type applies to HF checkpoints, not to a GGUF file")
         return str(path)
+    is_repo_id = source.count("/") == 1 and not source.startswith((".", "/", "~")) and not source.endswith(".gguf")
+    if not path.exists() and not is_repo_id:
+        what = "no such file" if source.endswith(".gguf") else "no such file, folder or hub repo id"
+        raise FileNotFoundError(errno.ENOENT, what, source)
+    from looplm.convert import convert_checkpoint
+    from looplm.convert.hf_to_gguf import resolve_source
+
     out_type = out_type or DEFAULT_TYPE
-    if not path.is_dir() and not (source.count("/") == 1 and not source.startswith((".", "/"))):
-        raise ConvertError(f"{source}: no such file, folder or hub repo id")
     folder = resolve_source(source)  # downloads a hub repo id (huggingface_hub) when needed
     key = _folder_key(folder)
     out = cache_dir() / f"{folder.resolve().name}-{out_type.upper()}-{key}.gguf"

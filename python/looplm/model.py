@@ -8,6 +8,7 @@ a token early (``exit_mode="skip"``) or only choose which loop feeds the logits
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 import warnings
@@ -66,9 +67,13 @@ class Model:
             loop's keys/values, default) or "first" (loop 0's).
         n_batch: tokens per forward micro-batch when evaluating a prompt.
         kernels: force a kernel set by name (debugging; see ``looplm.kernels_available()``).
-        verbose: print one line about the loaded model to stderr.
+        use_mmap: map the file (default); False reads it into memory (llama.cpp's --no-mmap).
+        use_mlock: lock the model's pages in RAM (llama.cpp's --mlock); a lock the system
+            refuses (the locked-memory limit) is a warning, not an error.
+        verbose: print the model, the build and the kernels in use to stderr.
 
     Raises:
+        FileNotFoundError: there is no file at ``path``.
         GGUFError: the file is not a valid GGUF or not a model looplm can run.
         ValueError: an argument is out of range.
     """
@@ -87,6 +92,8 @@ class Model:
         kv_fill: str = "exit",
         n_batch: int = 256,
         kernels: str | None = None,
+        use_mmap: bool = True,
+        use_mlock: bool = False,
         verbose: bool = False,
     ) -> None:
         path = os.fspath(path)
@@ -100,8 +107,8 @@ class Model:
             check_int("loops", loops, 1, 64)  # the KV cache's slots (a per-call loops must fit them)
         if not isinstance(kv_type, str):
             raise ValueError(f"kv_type must be a string, got {kv_type!r}")
-        if not os.path.isfile(path):
-            raise _core.GGUFError(f"{path}: no such file")
+        if not os.path.exists(path):
+            raise FileNotFoundError(errno.ENOENT, "no such file", path)
         self.path = path
         self.reused_prefix = 0
         self._hold = _Hold()
@@ -109,10 +116,12 @@ class Model:
         self._m = _core.Model(
             path, n_ctx, n_threads or 0, load.loops or 0, kv_type, kernels or "", n_batch,
             run_loops=None, exit_threshold=load.exit_threshold, exit_mode=load.exit_mode,
-            exit_at_step=load.exit_at_step, kv_fill=load.kv_fill,
+            exit_at_step=load.exit_at_step, kv_fill=load.kv_fill, use_mmap=bool(use_mmap), use_mlock=bool(use_mlock),
         )  # fmt: skip
         self._load_options = self._m.load_options
         cfg = self._m.config
+        if use_mlock and not cfg["mlock"]:
+            warnings.warn(f"{path}: {cfg['mlock_error']}; running unlocked", stacklevel=2)
         self._n_vocab: int = cfg["n_vocab"]
         self._n_ctx: int = cfg["n_ctx"]
         if loops is not None and loops > cfg["n_loops_trained"]:
@@ -302,8 +311,9 @@ class Model:
             prompt: text (special tokens parsed) or token ids.
             **opts: max_tokens (256; None or -1: unlimited), temperature (0.8), top_p (0.95),
                 top_k (40), min_p (0.05), repeat_penalty (1.0), presence_penalty (0.0),
-                frequency_penalty (0.0), stop (str or list), stream (False), seed (None:
-                random), and the Ouro options loops, exit_threshold, exit_mode, exit_at_step.
+                frequency_penalty (0.0), penalty_last_n (64), stop (str or list), stream
+                (False), seed (None: random), and the Ouro options loops, exit_threshold,
+                exit_mode, exit_at_step.
 
         Returns:
             ``{"id", "object": "text_completion", "created", "model", "choices": [{"text",
@@ -333,11 +343,17 @@ class Model:
         return create_chat_completion(self, messages, **opts)
 
     def describe(self) -> str:
+        """One line: the model, how it is held in memory, the kernels and threads in use, the build."""
+        from . import build_info
+
         c = self.config
+        memory = "mmap" if c["mmap"] else "read into memory"
+        memory += ", mlocked" if c["mlock"] else ""
         return (
             f"looplm: {os.path.basename(self.path)}: {c['arch']}, {c['n_layer']} layers x "
             f"{c['n_loops']} loops, {c['weight_type']}, exit gate {'yes' if c['has_exit_gate'] else 'no'}, "
-            f"kernels {c['kernels']}, {c['n_threads']} threads, n_ctx {c['n_ctx']}"
+            f"{c['file_size'] / 1e6:.0f} MB ({memory}), kernels {c['kernels']}, {c['n_threads']} threads, "
+            f"n_ctx {c['n_ctx']} | {build_info()}"
         )
 
     def __repr__(self) -> str:

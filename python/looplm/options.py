@@ -9,7 +9,7 @@ translates keywords to its flags in one table.
 
 from __future__ import annotations
 
-import math
+import numbers
 from dataclasses import dataclass, field, fields, replace
 
 from .sampling import SamplingParams
@@ -52,8 +52,8 @@ class OuroOptions:
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), -INT32_MAX - 1)
         t = self.exit_threshold
-        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or math.isnan(t) or t < 0):
-            raise ValueError(f"exit_threshold must be a number >= 0, got {t!r}")
+        if t is not None and (isinstance(t, bool) or not isinstance(t, numbers.Real) or not 0.0 <= t <= 1.0):
+            raise ValueError(f"exit_threshold must be a number in 0..1 (1: every loop runs), got {t!r}")
         for name in ("exit_mode", "kv_fill"):
             v = getattr(self, name)
             if v is not None and not isinstance(v, str):
@@ -61,7 +61,9 @@ class OuroOptions:
 
     def merged(self, over: OuroOptions) -> OuroOptions:
         """These options with the fields ``over`` sets taken from ``over``."""
-        return replace(self, **{f.name: getattr(over, f.name) for f in fields(over) if getattr(over, f.name) is not None})
+        return replace(
+            self, **{f.name: getattr(over, f.name) for f in fields(over) if getattr(over, f.name) is not None}
+        )
 
     def as_kwargs(self) -> dict[str, object]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -55,16 +55,19 @@ def perplexity(model: Model, text: str, n_ctx: int = 512, max_chunks: int | None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-f", "--file", required=True, help="text file")
-    p.add_argument("--chunks", type=int, default=None, help="score at most this many chunks")
+    p.add_argument("-f", "--file", required=True, help="text file (required; '-': standard input)")
+    p.add_argument("--chunks", type=int, default=None, help="score at most this many chunks (default: all)")
 
 
 def run(args: argparse.Namespace, model: Model) -> int:
-    try:
-        with open(args.file, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise ValueError(f"{args.file}: {e.strerror}") from e
+    from .cli import read_prompt
+    from .usage import UsageError
+
+    if args.chunks is not None and args.chunks < 1:
+        raise UsageError(f"--chunks must be >= 1, got {args.chunks}")
+    if args.ctx_size < 4:
+        raise UsageError(f"-c/--ctx-size must be >= 4 for perplexity, got {args.ctx_size}")
+    text = read_prompt(args.file)
     r = perplexity(model, text, args.ctx_size, args.chunks)
     print(" ".join(f"[{i + 1}]{p:.4f}" for i, p in enumerate(r.chunks)), file=sys.stderr)
     print(

@@ -31,8 +31,8 @@ class SamplingParams:
 
         def num(name: str, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> None:
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ValueError(f"{name} must be a finite number, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or abs(v) > 3.4e38:
+                raise ValueError(f"{name} must be a finite number (of float32 range), got {v!r}")
             if lo is not None and (v <= lo if lo_open else v < lo):
                 raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {v!r}")
             if hi is not None and v > hi:
@@ -46,8 +46,8 @@ class SamplingParams:
         num("frequency_penalty")
         for name in ("top_k", "penalty_last_n"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < -1:
-                raise ValueError(f"{name} must be an integer >= -1 (0 or -1: off/all), got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int) or not -1 <= v <= 2**31 - 1:
+                raise ValueError(f"{name} must be an integer in -1..{2**31 - 1} (0 or -1: off/all), got {v!r}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         return self

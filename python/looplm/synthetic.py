@@ -2,16 +2,18 @@
 
 Nothing here is committed or downloaded: models are made on demand. ``write_gguf`` writes
 quantized blocks directly (random quants and scales) so a 1.4B Q4_0 file takes seconds;
-``write_hf_checkpoint`` streams a bf16 HF checkpoint for converter benchmarks.
+``write_hf_checkpoint`` streams a bf16 HF checkpoint for converter benchmarks (the HF layout
+and the safetensors writer are looplm.checkpoint's, shared with the tests' tiny models).
 """
 
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 
 import numpy as np
+
+from .checkpoint import hf_tensors, to_bf16_bits, write_safetensors
 
 # The released models' config.json values (docs/ouro-model.md).
 SHAPES: dict[str, dict] = {
@@ -46,34 +48,14 @@ def config(shape: str) -> dict:
     return {**COMMON, **SHAPES[shape], "_name_or_path": f"synthetic/{shape}"}
 
 
-def hf_tensors(cfg: dict) -> list[tuple[str, tuple[int, ...]]]:
-    """(HF name, numpy shape) of every tensor, in upstream's order."""
-    e, f, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
-    q = cfg["num_attention_heads"] * cfg["head_dim"]
-    kv = cfg["num_key_value_heads"] * cfg["head_dim"]
-    out = [("model.embed_tokens.weight", (v, e))]
-    for i in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{i}."
-        out += [
-            (p + "self_attn.q_proj.weight", (q, e)),
-            (p + "self_attn.k_proj.weight", (kv, e)),
-            (p + "self_attn.v_proj.weight", (kv, e)),
-            (p + "self_attn.o_proj.weight", (e, q)),
-            (p + "mlp.gate_proj.weight", (f, e)),
-            (p + "mlp.up_proj.weight", (f, e)),
-            (p + "mlp.down_proj.weight", (e, f)),
-        ]
-        out += [
-            (p + n + ".weight", (e,))
-            for n in ("input_layernorm", "input_layernorm_2", "post_attention_layernorm", "post_attention_layernorm_2")
-        ]
-    out += [
-        ("model.norm.weight", (e,)),
-        ("model.early_exit_gate.weight", (1, e)),
-        ("model.early_exit_gate.bias", (1,)),
-        ("lm_head.weight", (v, e)),
-    ]
-    return out
+def gguf_bytes(shape: str, qtype: str) -> int:
+    """The size of write_gguf's tensor data for a shape and a weight type (norms in f32)."""
+    per_32 = {"q4_0": 18, "q8_0": 34, "f16": 64}[qtype]
+    return sum(
+        4 * s[0] if len(s) == 1 else s[0] * s[1] // 32 * per_32
+        for name, s in hf_tensors(config(shape))
+        if "early_exit_gate" not in name
+    )
 
 
 def _values(rng: np.random.Generator, name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -87,19 +69,12 @@ def write_hf_checkpoint(folder: Path, shape: str, seed: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     cfg = config(shape)
     specs = hf_tensors(cfg)
-    header, offset = {}, 0
-    for name, shp in specs:
-        n = int(np.prod(shp)) * 2
-        header[name] = {"dtype": "BF16", "shape": list(shp), "data_offsets": [offset, offset + n]}
-        offset += n
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
     rng = np.random.default_rng(seed)
-    with open(folder / "model.safetensors", "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h)
-        for name, shp in specs:
-            u = _values(rng, name, shp).view(np.uint32)
-            f.write(((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16).tobytes())
+    write_safetensors(
+        folder / "model.safetensors",
+        [(name, "BF16", shp) for name, shp in specs],
+        (to_bf16_bits(_values(rng, name, shp)) for name, shp in specs),
+    )
     (folder / "config.json").write_text(json.dumps(cfg, indent=1))
     return folder
 

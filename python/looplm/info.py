@@ -1,0 +1,86 @@
+"""``looplm info``: what a model file holds, whether looplm can run it, and the build and
+kernels that would. Exits 1 when the file cannot run (naming the tensors and types at fault)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import _core
+from .terminal import err, write
+
+KEYS = (
+    "block_count",
+    "num_loops",
+    "embedding_length",
+    "feed_forward_length",
+    "attention.head_count",
+    "attention.head_count_kv",
+    "context_length",
+    "rope.freq_base",
+)
+
+
+def unrunnable(info: dict) -> list[tuple[str, list[str]]]:
+    """(type, tensor names) for every tensor type of the file that looplm has no kernels for."""
+    out: dict[str, list[str]] = {}
+    for name, t, _shape, _, _ in info["tensors"]:
+        if not info["runnable"][t]:
+            out.setdefault(t, []).append(name)
+    return sorted(out.items())
+
+
+def runnable_verdict(path: str, info: dict) -> str | None:
+    """None if looplm can run the file, else why not (one line)."""
+    bad = unrunnable(info)
+    if bad:
+        parts = []
+        for t, names in bad:
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            parts.append(f"{t} ({len(names)} tensor{'s' if len(names) > 1 else ''}: {shown})")
+        return "no: tensor types looplm cannot run: " + "; ".join(parts) + " (it runs F32, F16, BF16, Q8_0, Q4_0, Q4_1)"
+    try:  # everything else the loader checks: architecture, keys, shapes, tokenizer
+        _core.Model(path, 8, 1, 0, "f16", "", 1)
+    except _core.GGUFError as e:
+        return f"no: {str(e).removeprefix(path + ': ')}"
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    import looplm
+
+    from .hub import resolve_model
+
+    path = resolve_model(args.model, None)
+    info = _core.file_info(path, 64)
+    md = info["metadata"]
+    arch = md.get("general.architecture", "?")
+    rows = [
+        ("file", f"{path} ({info['file_size'] / 1e6:.1f} MB, GGUF v{info['version']})"),
+        ("name", md.get("general.name", "?")),
+        ("architecture", arch),
+    ]
+    rows += [(key, md[f"{arch}.{key}"]) for key in KEYS if f"{arch}.{key}" in md]
+    gate = "ouro.exit_gate.bias" in md
+    threshold = f", threshold {md['ouro.exit_gate.threshold']}" if "ouro.exit_gate.threshold" in md else ""
+    rows.append(("exit gate", ("yes" + threshold) if gate else "no (runs at fixed depth)"))
+    types: dict[str, int] = {}
+    for _, t, _shape, _, nbytes in info["tensors"]:
+        types[t] = types.get(t, 0) + nbytes
+    rows.append(
+        ("tensor types", ", ".join(f"{t} {b / 1e6:.1f} MB" for t, b in sorted(types.items(), key=lambda x: -x[1])))
+    )
+    template = "yes" if md.get("tokenizer.chat_template") else "no"
+    tok = f"{md.get('tokenizer.ggml.model', 'none')} / {md.get('tokenizer.ggml.pre', '-')}, chat template {template}"
+    rows.append(("tokenizer", tok))
+    verdict = runnable_verdict(path, info)
+    rows.append(("runs in looplm", verdict or "yes"))
+    rows.append(("build", looplm.build_info()))
+    rows.append(("cpu features", looplm.cpu_features() or "(none detected)"))
+    rows.append(("kernels", f"{looplm.kernels()} (available: {', '.join(looplm.kernels_available())})"))
+    rows.append(("threads", f"{_core.physical_cores()} (physical cores)"))
+    write(sys.stdout, "".join(f"{label + ':':<25} {value}\n" for label, value in rows))
+    if verdict:
+        err(f"looplm info: error: {path}: looplm cannot run this file ({verdict.removeprefix('no: ')})")
+        return 1
+    return 0
