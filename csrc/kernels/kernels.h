@@ -59,6 +59,16 @@ struct Kernels {
     void (*f32_to_f16)(int64_t n, const float * x, uint16_t * y);          // round to nearest even
     // The MLP's gate: g = silu(g) * u = g * u / (1 + exp(-g)); exp within ~2 ulp.
     void (*silu_mul)(int64_t n, float * g, const float * u);
+
+    // Q5_0/Q5_1 weights take block_q8_s rows like Q4_0/Q4_1. The K-quants (Q4_K, Q5_K, Q6_K)
+    // take block_q8_K rows (n a multiple of 256), made by quantize_q8k: bit-exact with
+    // quantize_row_q8_K_ref.
+    GemmFn gemm_q5_0;
+    GemmFn gemm_q5_1;
+    void (*quantize_q8k)(const float * x, void * y, int64_t n);
+    GemmFn gemm_q4_K;
+    GemmFn gemm_q5_K;
+    GemmFn gemm_q6_K;
 };
 
 constexpr int64_t kMaxPackedN = 16384;

@@ -48,4 +48,65 @@ struct block_q8_s {
 };
 static_assert(sizeof(block_q8_s) == 72, "block_q8_s is 72 bytes");
 
+// Q5_0: x = d * (q - 16), q = 5 bits: the low 4 as Q4_0's nibbles, bit 4 of element j in bit j
+// of qh (little-endian uint32).
+struct block_q5_0 {
+    uint16_t d;  // fp16 scale
+    uint8_t qh[4];
+    uint8_t qs[QK / 2];
+};
+static_assert(sizeof(block_q5_0) == 22, "block_q5_0 is 22 bytes on disk");
+
+// Q5_1: x = d * q + m, bits as Q5_0.
+struct block_q5_1 {
+    uint16_t d;  // fp16 scale
+    uint16_t m;  // fp16 minimum
+    uint8_t qh[4];
+    uint8_t qs[QK / 2];
+};
+static_assert(sizeof(block_q5_1) == 24, "block_q5_1 is 24 bytes on disk");
+
+constexpr int QK_K = 256;        // elements per super-block of the K-quants
+constexpr int K_SCALE_SIZE = 12;  // Q4_K/Q5_K: 8 six-bit scales and 8 six-bit mins, packed
+
+// Q4_K: 8 sub-blocks of 32; x = d * sc[j] * q - dmin * mn[j], q = 4 bits. scales packs the
+// six-bit sc/mn (ggml's get_scale_min_k4); qs holds 64 elements per 32 bytes: low nibbles
+// are the first 32, high nibbles the next 32.
+struct block_q4_K {
+    uint16_t d;     // fp16 super-block scale of the scales
+    uint16_t dmin;  // fp16 super-block scale of the mins
+    uint8_t scales[K_SCALE_SIZE];
+    uint8_t qs[QK_K / 2];
+};
+static_assert(sizeof(block_q4_K) == 144, "block_q4_K is 144 bytes on disk");
+
+// Q5_K: Q4_K plus a fifth bit per element in qh (bit i of qh[l] for element 32 i + l).
+struct block_q5_K {
+    uint16_t d;
+    uint16_t dmin;
+    uint8_t scales[K_SCALE_SIZE];
+    uint8_t qh[QK_K / 8];
+    uint8_t qs[QK_K / 2];
+};
+static_assert(sizeof(block_q5_K) == 176, "block_q5_K is 176 bytes on disk");
+
+// Q6_K: 16 sub-blocks of 16; x = d * scales[j] * (q - 32), q = 6 bits: 4 low bits in ql,
+// 2 high bits in qh.
+struct block_q6_K {
+    uint8_t ql[QK_K / 2];
+    uint8_t qh[QK_K / 4];
+    int8_t scales[QK_K / 16];
+    uint16_t d;  // fp16 super-block scale
+};
+static_assert(sizeof(block_q6_K) == 210, "block_q6_K is 210 bytes on disk");
+
+// Q8_K: the activation block of the K-quant dot products (ggml's layout; in memory only).
+// d is f32; bsums[j] = sum of qs[16 j .. 16 j + 15], for the K-quants' mins.
+struct block_q8_K {
+    float d;
+    int8_t qs[QK_K];
+    int16_t bsums[QK_K / 16];
+};
+static_assert(sizeof(block_q8_K) == 292, "block_q8_K is 292 bytes");
+
 }  // namespace looplm

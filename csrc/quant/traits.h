@@ -18,7 +18,8 @@ typedef void (*GemmFn)(int64_t n, const void * w, size_t wstride, int64_t nr, co
 // The activation format a weight type's dot products take.
 enum class ActFormat {
     F32,  // plain f32 rows (F32, F16, BF16 weights)
-    Q8,   // block_q8_s rows: Q8_0 quants plus precomputed sums (Q4_0, Q4_1, Q8_0 weights)
+    Q8,   // block_q8_s rows: Q8_0 quants plus precomputed sums (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 weights)
+    Q8K,  // block_q8_K rows of 256 (Q4_K, Q5_K, Q6_K weights)
 };
 
 struct TypeTraits {
