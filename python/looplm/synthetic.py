@@ -108,32 +108,22 @@ def write_gguf(
     import gguf
     from gguf import GGMLQuantizationType as QT
 
+    from looplm.convert.gguf_keys import write_exit_gate, write_hyperparameters
+    from looplm.convert.ouro_arch import OuroConfig
+
     qt = {"q4_0": QT.Q4_0, "q8_0": QT.Q8_0, "f16": QT.F16}[qtype]
     cfg = config(shape)
     rng = np.random.default_rng(seed)
     w = gguf.GGUFWriter(str(path), arch)
-    e, hd = cfg["hidden_size"], cfg["head_dim"]
+    e = cfg["hidden_size"]
     w.add_name(f"synthetic {shape} {qtype}")
     w.add_file_type({QT.Q4_0: 2, QT.Q8_0: 7, QT.F16: 1}[qt])
     w.add_quantization_version(2)
-    w.add_uint32(f"{arch}.context_length", cfg["max_position_embeddings"])
-    w.add_uint32(f"{arch}.embedding_length", e)
-    w.add_uint32(f"{arch}.block_count", cfg["num_hidden_layers"])
-    w.add_uint32(f"{arch}.feed_forward_length", cfg["intermediate_size"])
-    w.add_uint32(f"{arch}.attention.head_count", cfg["num_attention_heads"])
-    w.add_uint32(f"{arch}.attention.head_count_kv", cfg["num_key_value_heads"])
-    w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", cfg["rms_norm_eps"])
-    w.add_float32(f"{arch}.rope.freq_base", cfg["rope_theta"])
-    w.add_uint32(f"{arch}.rope.dimension_count", hd)
-    w.add_uint32(f"{arch}.vocab_size", cfg["vocab_size"])
-    w.add_uint32(f"{arch}.num_loops", cfg["total_ut_steps"])
-    w.add_bool(f"{arch}.skip_loop_final_norm", False)
+    write_hyperparameters(w, OuroConfig.from_dict(cfg, f"synthetic {shape}"), arch)
     w.add_tokenizer_model("no_vocab")  # llama.cpp's marker for a model without a vocabulary
     if arch == "ouro":
         gate = gate_scale * rng.standard_normal(e) / np.sqrt(e)
-        w.add_array("ouro.exit_gate.weight", [float(x) for x in gate])
-        w.add_array("ouro.exit_gate.bias", [float(gate_bias)])
-        w.add_float32("ouro.exit_gate.threshold", cfg["early_exit_threshold"])
+        write_exit_gate(w, gate, [gate_bias], cfg["early_exit_threshold"])
     from looplm.convert.ouro_arch import gguf_name
 
     plan = [
