@@ -6,7 +6,7 @@ The runtime reads these keys back in csrc/model/model.cpp (``Config``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 import gguf
 
@@ -39,7 +39,7 @@ def write_hyperparameters(w: gguf.GGUFWriter, cfg: OuroConfig, arch: str) -> Non
     w.add_bool(f"{arch}.skip_loop_final_norm", False)
 
 
-def write_exit_gate(w: gguf.GGUFWriter, weight: Sequence[float], bias: Sequence[float], threshold: float) -> None:
+def write_exit_gate(w: gguf.GGUFWriter, weight: Iterable[float], bias: Iterable[float], threshold: float) -> None:
     """Writes the exit gate as metadata (llama.cpp refuses tensors it does not expect).
 
     Args:

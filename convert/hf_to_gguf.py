@@ -17,6 +17,7 @@ from pathlib import Path
 
 import gguf
 import numpy as np
+from gguf import GGMLQuantizationType
 
 from . import ouro_arch as oa
 from .errors import ConvertError
@@ -26,7 +27,7 @@ from .safetensors import Checkpoint
 from .tokenizer_export import add_to_gguf, load_vocab
 
 FLOAT_DTYPES = ("F32", "F16", "BF16")
-_STORED_DTYPE = {
+_STORED_DTYPE: dict[GGMLQuantizationType, np.dtype] = {
     gguf.GGMLQuantizationType.F32: np.dtype(np.float32),
     gguf.GGMLQuantizationType.F16: np.dtype(np.float16),
 }
@@ -47,7 +48,7 @@ class ConvertResult:
 class _Planned:
     hf: str
     gguf: str
-    qtype: gguf.GGMLQuantizationType
+    qtype: GGMLQuantizationType  # (the field `gguf` shadows the module inside this class)
     permute_heads: int  # > 0: permute q/k rows for this many heads
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import ConvertError
 
@@ -68,7 +69,7 @@ class OuroConfig:
 
     @classmethod
     def from_dict(cls, cfg: dict, where: str = "config.json") -> OuroConfig:
-        def get(key: str, kind: type, default: object = None) -> object:
+        def get(key: str, kind: type, default: object = None) -> Any:
             v = cfg.get(key, default)
             if v is None:
                 raise ConfigError(f"{where}: missing key '{key}'")

@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -151,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("-p/--n-prompt and -n/--n-gen must be >= 0")
     if (args.model is None) == (args.synthetic is None) and not (args.membw and not (args.model or args.synthetic)):
         raise UsageError("give exactly one of -m/--model or --synthetic")
-    path, cfg = None, None
+    path: str | None = None
+    cfg: dict[str, Any] = {}
     if args.model or args.synthetic:
         path = args.model or synthetic_path(args.synthetic, args.type, args.gate_bias, args.gate_scale)
         probe = Model(path, n_ctx=8, n_threads=1)
@@ -169,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
         if path is None:
             return 0
         print()
+    assert path is not None  # the argument checks above: a model unless --membw alone
     loops = args.loops or [cfg["n_loops_trained"]]
     name = Path(path).name
     print(f"model: {name} | {cfg['arch']} | {cfg['weight_type']} | {cfg['file_size'] / 1e9:.2f} GB | "

@@ -12,6 +12,7 @@ import json
 import struct
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,8 @@ def write_safetensors(path: Path, specs: list[tuple[str, str, tuple[int, ...]]],
         arrays: the tensors' bits in the same order (e.g. a generator), each of its dtype's size.
     """
     sizes = {"BF16": 2, "F16": 2, "F32": 4}
-    header, offset = {}, 0
+    header: dict[str, Any] = {}
+    offset = 0
     for name, dtype, shape in specs:
         n = int(np.prod(shape)) * sizes[dtype]
         header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + n]}

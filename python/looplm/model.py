@@ -19,6 +19,7 @@ import numpy as np
 
 from . import _core
 from .options import OuroOptions, check_int
+from .results import ChatCompletion, ChatCompletionChunk, Completion, CompletionChunk
 
 EXIT_MODES = ("skip", "exact")
 KV_FILLS = ("exit", "first")
@@ -304,7 +305,7 @@ class Model:
 
     # ---------------------------------------------------------------- llama-cpp-python API
 
-    def create_completion(self, prompt: str | list[int], **opts: Any) -> Any:
+    def create_completion(self, prompt: str | list[int], **opts: Any) -> Completion | Iterator[CompletionChunk]:
         """Completes a prompt (llama-cpp-python's ``create_completion``).
 
         Args:
@@ -324,7 +325,9 @@ class Model:
 
         return create_completion(self, prompt, **opts)
 
-    def create_chat_completion(self, messages: list[dict[str, Any]], **opts: Any) -> Any:
+    def create_chat_completion(
+        self, messages: list[dict[str, Any]], **opts: Any
+    ) -> ChatCompletion | Iterator[ChatCompletionChunk]:
         """Answers a conversation (llama-cpp-python's ``create_chat_completion``).
 
         Args:
