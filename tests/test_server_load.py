@@ -73,10 +73,12 @@ def reference(model: looplm.Model, p: dict) -> tuple[str, str, int]:
 
 
 @pytest.mark.slow
-def test_sixteen_clients_get_their_single_sequence_answers(tiny_gguf):
+@pytest.mark.parametrize("engine", ["batch", "slots"])
+def test_sixteen_clients_get_their_single_sequence_answers(tiny_gguf, engine):
     path = tiny_gguf["f32"]
     plans = [[plan(i, j) for j in range(PER_CLIENT)] for i in range(CLIENTS)]
-    s = Server(path, "-np", "4", "-c", str(N_CTX), "-b", str(N_BATCH), "--queue-size", "64", "-a", "tiny")
+    s = Server(path, "-np", "4", "-c", str(N_CTX), "-b", str(N_BATCH), "--queue-size", "64", "-a", "tiny",
+               "--engine", engine)  # fmt: skip
     try:
         with openai.OpenAI(base_url=s.url + "/v1", api_key="x", timeout=60, max_retries=0) as client:
 

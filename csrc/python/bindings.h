@@ -15,5 +15,7 @@ const Kernels & kernel_set(const std::string & name);
 void bind_kernels(pybind11::module_ & m);
 // py_model.cpp
 void bind_model(pybind11::module_ & m);
+// py_batch.cpp
+void bind_batch(pybind11::module_ & m);
 
 }  // namespace looplm

@@ -38,7 +38,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=10.0,
         help="on SIGTERM, seconds requests in flight may take to finish before they are cancelled (default 10)",
     )
-    g.add_argument("--engine", choices=["slots"], default="slots", help=argparse.SUPPRESS)
+    g.add_argument(
+        "--engine",
+        choices=["batch", "slots"],
+        default="batch",
+        help="batch: all slots in one batched step (default); slots: one single-sequence context per slot, "
+        "run one after another",
+    )
 
 
 def _model_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -67,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from ..hub import resolve_model
     from ..terminal import err
     from .app import ServerConfig, build_app
-    from .engine import SlotEngine
+    from .engine import BatchEngine, SlotEngine
     from .metrics import Metrics
     from .scheduler import Scheduler
 
@@ -85,19 +91,20 @@ def run(args: argparse.Namespace) -> int:
     metrics = Metrics(n_loops=1)
     server: uvicorn.Server | None = None
 
-    def load() -> SlotEngine:
+    def load() -> BatchEngine | SlotEngine:
         try:
             path = resolve_model(os.path.expanduser(args.model), out_type=args.type)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                engine = SlotEngine(path, args.parallel, **_model_options(args))
+                kind = BatchEngine if args.engine == "batch" else SlotEngine
+                engine = kind(path, args.parallel, **_model_options(args))
         except BaseException as e:
             err(f"looplm serve: error: {e}")
             if server is not None:
                 server.should_exit = True
             raise
         metrics.set_loops(engine.model.config["max_loops"])
-        err(f"looplm serve: ready: {engine.model.describe()}; {args.parallel} slots")
+        err(f"looplm serve: ready: {engine.model.describe()}; {args.parallel} slots, {args.engine} engine")
         return engine
 
     scheduler = Scheduler(load, queue_size=args.queue_size, n_batch=args.batch_size, metrics=metrics)
