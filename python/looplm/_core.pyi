@@ -83,6 +83,34 @@ class Model:
     @property
     def kv_bytes(self) -> int: ...
 
+class BatchModel:
+    """Several independent sequences over one model, stepped together (csrc/model/batch.h)."""
+
+    def __init__(
+        self,
+        path: str,
+        n_seq: int,
+        n_ctx: int,
+        n_threads: int,
+        loops: int,
+        kv_type: str,
+        kernels: str,
+        use_mmap: bool = True,
+        use_mlock: bool = False,
+    ) -> None: ...
+    def step(
+        self, seqs: list[int], tokens: list[list[int]], options: list[RunOptions]
+    ) -> tuple[npt.NDArray[np.float32], list[int]]:
+        """Runs each sequence's tokens in one batch; returns (logits [n, n_vocab], exit loops)."""
+    def reset(self, seq: int, /) -> None: ...
+    def n_past(self, seq: int, /) -> int: ...
+    @property
+    def n_seq(self) -> int: ...
+    @property
+    def n_ctx(self) -> int: ...
+    @property
+    def n_threads(self) -> int: ...
+
 class Sampler:
     def __init__(
         self,
@@ -114,4 +142,11 @@ def kernel_quantize(set: str, x: npt.ArrayLike, /) -> tuple[Any, ...]: ...
 def kernel_matmul(
     set: str, type_id: int, w: npt.ArrayLike, rows: int, x: npt.ArrayLike, /
 ) -> npt.NDArray[np.float32]: ...
+def kernel_quantize_q8k(set: str, x: npt.ArrayLike, /) -> bytes: ...
+def kernel_gemm(
+    set: str, type_id: int, w: npt.ArrayLike, rows: int, x: npt.ArrayLike, /
+) -> npt.NDArray[np.float32]: ...
+def _arm_fault(stage: str, nth: int) -> None:
+    """Tests only: the nth pass through the named stage raises MemoryError (runtime/fault.h)."""
+
 def kernel_vec(set: str, op: str, a: np.ndarray, b: np.ndarray, alpha: float = 0.0) -> Any: ...
