@@ -1,12 +1,14 @@
 """HF Ouro checkpoint folder -> one GGUF file, tensor by tensor.
 
 The output is written under a temporary name next to OUT and renamed at the end, so an
-error leaves no partial file. Peak memory stays near one tensor (its memmap plus its
+error, Ctrl-C, SIGTERM or SIGHUP leaves no partial file; an output that is one of the inputs
+or not a regular file is refused (convert/output.py). Peak memory stays near one tensor (its memmap plus its
 converted bytes), not the checkpoint size.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import resource
@@ -22,6 +24,7 @@ from gguf import GGMLQuantizationType
 from . import ouro_arch as oa
 from .errors import ConvertError
 from .gguf_keys import write_exit_gate, write_hyperparameters
+from .output import final_path, input_files, signals_unwind, sweep_stale, temp_path
 from .quantize import OUT_TYPES, byte_shape, convert, nbytes, tensor_type
 from .safetensors import Checkpoint
 from .tokenizer_export import add_to_gguf, load_vocab
@@ -159,13 +162,16 @@ def convert_checkpoint(
     vocab = load_vocab(folder, cfg.vocab_size)
 
     out_path = Path(out) if out is not None else default_output(cfg, folder, out_type)
-    if out_path.is_dir():
-        raise ConvertError(f"{out_path}: is a directory")
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.touch()  # fails early when the output folder is not writable
-    except OSError as e:
-        raise ConvertError(f"{out_path}: cannot write: {e.strerror or e}") from e
+    target = final_path(out_path, input_files(folder, list(ckpt.files)))
+    sweep_stale(target.parent, target.name)
+    with signals_unwind():
+        _write(target, temp_path(target), cfg, ckpt, folder, plan, vocab, file_type, progress)
+    return ConvertResult(out_path, len(plan), target.stat().st_size, out_type, time.perf_counter() - t0, peak_rss_mb())
+
+
+def _write(target: Path, tmp: Path, cfg, ckpt: Checkpoint, folder: Path, plan, vocab, file_type, progress) -> None:
+    """Writes the GGUF to ``tmp`` and renames it to ``target``; removes ``tmp`` on any error,
+    Ctrl-C or (under signals_unwind) SIGTERM / SIGHUP."""
     show = sys.stderr.isatty() if progress is None else progress
     total = sum(nbytes(ckpt.info(p.hf).shape, p.qtype) for p in plan)
     w = None
@@ -201,15 +207,17 @@ def convert_checkpoint(
         w.close()
         if show:
             sys.stderr.write("\n")
-        os.replace(tmp, out_path)
-    except BaseException:
+        os.replace(tmp, target)
+    except BaseException as e:
         if w is not None:
-            w.close()
+            with contextlib.suppress(OSError):  # a full disk fails the close's flush too
+                w.close()
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):  # disk full, ulimit -f (EFBIG), I/O error: name the file
+            # numpy's tofile reports a short write as "N requested and M written", no errno
+            why = e.strerror or ("a short write (disk full or file size limit)" if "written" in str(e) else e)
+            raise ConvertError(f"{target}: cannot write: {why}; no output written") from e
         raise
-    return ConvertResult(
-        out_path, len(plan), out_path.stat().st_size, out_type, time.perf_counter() - t0, peak_rss_mb()
-    )
 
 
 def peak_rss_mb() -> float:
