@@ -17,15 +17,17 @@ from pathlib import Path
 
 import gguf
 import numpy as np
+from gguf import GGMLQuantizationType
 
 from . import ouro_arch as oa
 from .errors import ConvertError
+from .gguf_keys import write_exit_gate, write_hyperparameters
 from .quantize import OUT_TYPES, byte_shape, convert, nbytes, tensor_type
 from .safetensors import Checkpoint
 from .tokenizer_export import add_to_gguf, load_vocab
 
 FLOAT_DTYPES = ("F32", "F16", "BF16")
-_STORED_DTYPE = {
+_STORED_DTYPE: dict[GGMLQuantizationType, np.dtype] = {
     gguf.GGMLQuantizationType.F32: np.dtype(np.float32),
     gguf.GGMLQuantizationType.F16: np.dtype(np.float16),
 }
@@ -46,7 +48,7 @@ class ConvertResult:
 class _Planned:
     hf: str
     gguf: str
-    qtype: gguf.GGMLQuantizationType
+    qtype: GGMLQuantizationType  # (the field `gguf` shadows the module inside this class)
     permute_heads: int  # > 0: permute q/k rows for this many heads
 
 
@@ -118,28 +120,10 @@ def _write_metadata(w: gguf.GGUFWriter, cfg: oa.OuroConfig, ckpt: Checkpoint, fo
     w.add_file_type(int(file_type))
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
-    a = oa.ARCH
-    w.add_uint32(f"{a}.context_length", cfg.max_position_embeddings)
-    w.add_uint32(f"{a}.embedding_length", cfg.hidden_size)
-    w.add_uint32(f"{a}.block_count", cfg.num_hidden_layers)
-    w.add_uint32(f"{a}.feed_forward_length", cfg.intermediate_size)
-    w.add_uint32(f"{a}.attention.head_count", cfg.num_attention_heads)
-    w.add_uint32(f"{a}.attention.head_count_kv", cfg.num_key_value_heads)
-    if cfg.head_dim != cfg.hidden_size // cfg.num_attention_heads:
-        w.add_uint32(f"{a}.attention.key_length", cfg.head_dim)
-        w.add_uint32(f"{a}.attention.value_length", cfg.head_dim)
-    w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", cfg.rms_norm_eps)
-    w.add_float32(f"{a}.rope.freq_base", cfg.rope_theta)
-    w.add_uint32(f"{a}.rope.dimension_count", cfg.head_dim)
-    w.add_uint32(f"{a}.vocab_size", cfg.vocab_size)
-    # llama.cpp's generic loop keys (added for Nanbeige, used by its Ouro port)
-    w.add_uint32(f"{a}.num_loops", cfg.total_ut_steps)
-    w.add_bool(f"{a}.skip_loop_final_norm", False)
+    write_hyperparameters(w, cfg, oa.ARCH)
     gate_w = ckpt.load_float32(oa.GATE_WEIGHT).reshape(-1)
     gate_b = ckpt.load_float32(oa.GATE_BIAS).reshape(-1)
-    w.add_array(oa.KEY_GATE_WEIGHT, [float(x) for x in gate_w])
-    w.add_array(oa.KEY_GATE_BIAS, [float(x) for x in gate_b])
-    w.add_float32(oa.KEY_GATE_THRESHOLD, cfg.early_exit_threshold)
+    write_exit_gate(w, gate_w, gate_b, cfg.early_exit_threshold)
 
 
 def _progress(i: int, n: int, name: str, done: int, total: int) -> None:

@@ -87,4 +87,5 @@ PYBIND11_MODULE(_core, m) {
         });
 
     bind_model(m);  // py_model.cpp: Model (a loaded model with its context) and RunOptions
+    bind_batch(m);  // py_batch.cpp: BatchModel (several sequences stepped together)
 }
