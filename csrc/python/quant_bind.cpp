@@ -1,5 +1,6 @@
 // python/quant_bind.cpp - looplm._core's block-format functions: decoding rows of any type
-// the type table decodes (tested against gguf-py's dequantizers). Translation only.
+// the type table decodes (tested against gguf-py's dequantizers) and the quantizers of
+// quant/kquant.h. Translation only.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -7,7 +8,9 @@
 #include <string>
 
 #include "python/bindings.h"
+#include "quant/kquant.h"
 #include "quant/quantize.h"
+#include "runtime/threads.h"
 #include "quant/traits.h"
 
 namespace py = pybind11;
@@ -45,11 +48,39 @@ py::array_t<float> dequantize(uint32_t type_id, py::array_t<uint8_t, py::array::
     return out;
 }
 
+// x f32 [rows, n] -> raw rows [rows, row_bytes] of type type_id, rows split over n_threads.
+py::array_t<uint8_t> quantize(uint32_t type_id, py::array_t<float, py::array::c_style | py::array::forcecast> x,
+                              int n_threads) {
+    const TypeTraits & t = type_row(type_id);
+    if (x.ndim() != 2) throw std::invalid_argument("expected a 2-D array of rows");
+    if (n_threads < 1) throw std::invalid_argument("n_threads must be >= 1");
+    const int64_t rows = x.shape(0), n = x.shape(1);
+    if (n % t.block_elems != 0) {
+        throw std::invalid_argument("row length " + std::to_string(n) + " is not a multiple of the " + t.name +
+                                    " block size " + std::to_string(t.block_elems));
+    }
+    const int64_t rb = row_bytes(t.type, n);
+    py::array_t<uint8_t> out({rows, rb});
+    const float * src = x.data();
+    uint8_t * dst = out.mutable_data();
+    if (rows > 0) quantize_row(t.type, src, dst, 0);  // throws for a type without a quantizer
+    {
+        py::gil_scoped_release release;
+        ThreadPool pool(n_threads);
+        pool.for_rows(rows, [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; r++) quantize_row(t.type, src + r * n, dst + r * rb, n);
+        });
+    }
+    return out;
+}
+
 }  // namespace
 
 void bind_quant(py::module_ & m) {
     m.def("dequantize", &dequantize, py::arg("type_id"), py::arg("raw"), py::arg("n"),
           "Decodes raw GGUF rows [rows, row_bytes] of a ggml type to f32 [rows, n].");
+    m.def("quantize", &quantize, py::arg("type_id"), py::arg("x"), py::arg("n_threads") = 1,
+          "Quantizes f32 rows [rows, n] to raw GGUF rows of a ggml type (Q4_K, Q5_K, Q6_K, Q8_0, Q4_0, Q4_1).");
 }
 
 }  // namespace looplm
