@@ -7,6 +7,7 @@
 #include <arm_neon.h>
 
 #include "kernels/kernels.h"
+#include "kernels/kv_rows.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
 
@@ -190,6 +191,7 @@ extern const Kernels kernels_neon = {
     nullptr,     nullptr,     nullptr,   nullptr,   nullptr,  // no packed GEMM
     dot_f16_f32, dot_f32,     axpy_f16,  axpy_f32,  f32_to_f16, silu_mul,
     nullptr,     nullptr,     nullptr,   nullptr,   nullptr,    nullptr,  // Q5_0, Q5_1, Q8_K, K-quants
+    kv_dot_q8_0_neon, kv_dot_q4_0_neon, kv_axpy_q8_0_neon, kv_axpy_q4_0_neon,  // quantized KV rows
 };
 
 }  // namespace looplm

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include "kernels/kernels.h"
+#include "kernels/kv_rows.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
 
@@ -226,6 +227,7 @@ extern const Kernels kernels_avx2 = {
     nullptr,     nullptr,     nullptr,   nullptr,   nullptr,
     dot_f16_f32, dot_f32,     axpy_f16,  axpy_f32,  f32_to_f16, silu_mul,
     nullptr,     nullptr,     nullptr,   nullptr,   nullptr,    nullptr,  // Q5_0, Q5_1, Q8_K, K-quants
+    kv_dot_q8_0_avx2, kv_dot_q4_0_avx2, kv_axpy_q8_0_avx2, kv_axpy_q4_0_avx2,  // quantized KV rows
 };
 
 }  // namespace looplm
