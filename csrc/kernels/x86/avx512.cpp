@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include "kernels/kernels.h"
+#include "kernels/kv_rows.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
 
@@ -102,6 +103,7 @@ extern const Kernels kernels_avx512 = {
     kernels_ref.gemm_q4_K,
     kernels_ref.gemm_q5_K,
     kernels_ref.gemm_q6_K,
+    kv_dot_q8_0_avx512, kv_dot_q4_0_avx512, kv_axpy_q8_0_avx512, kv_axpy_q4_0_avx512,  // quantized KV rows
 };
 
 }  // namespace looplm
