@@ -83,7 +83,7 @@ def default_output(cfg: oa.OuroConfig, folder: Path, out_type: str) -> Path:
     return Path(f"{name}-{out_type.upper()}.gguf")
 
 
-def _plan(cfg: oa.OuroConfig, ckpt: Checkpoint, requested) -> list[_Planned]:
+def _plan(cfg: oa.OuroConfig, ckpt: Checkpoint, out_type: str) -> list[_Planned]:
     expected = cfg.expected_shapes()
     names = set(ckpt.names())
     tied_head = {"lm_head.weight"} if cfg.tie_word_embeddings else set()
@@ -110,7 +110,9 @@ def _plan(cfg: oa.OuroConfig, ckpt: Checkpoint, requested) -> list[_Planned]:
             heads = cfg.num_attention_heads
         elif hf.endswith("k_proj.weight"):
             heads = cfg.num_key_value_heads
-        plan.append(_Planned(hf, oa.gguf_name(hf), tensor_type(shape, requested), heads))
+        name = oa.gguf_name(hf)
+        qtype = tensor_type(name, shape, out_type, cfg.num_hidden_layers, not cfg.tie_word_embeddings)
+        plan.append(_Planned(hf, name, qtype, heads))
     return plan
 
 
@@ -142,7 +144,8 @@ def convert_checkpoint(
     Args:
         src: a local HF folder, or a hub repo id (needs huggingface_hub and network).
         out: the GGUF path; default ``<name>-<TYPE>.gguf`` in the current directory.
-        out_type: one of f32, f16, bf16, q8_0, q4_0.
+        out_type: one of f32, f16, bf16, q8_0, q4_0, q5_0, q5_1, q4_k_s, q4_k_m, q5_k_m, q6_k
+            (the last six with llama.cpp's mixture of types, docs/gguf-format.md).
         progress: show a per-tensor progress line; default: when stderr is a terminal.
 
     Returns:
@@ -154,11 +157,11 @@ def convert_checkpoint(
     t0 = time.perf_counter()
     if out_type not in OUT_TYPES:
         raise ConvertError(f"--type {out_type!r}: choose one of {', '.join(OUT_TYPES)}")
-    requested, file_type = OUT_TYPES[out_type]
+    file_type = OUT_TYPES[out_type][1]
     folder = resolve_source(str(src))
     cfg = oa.OuroConfig.load(folder)
     ckpt = Checkpoint(folder)
-    plan = _plan(cfg, ckpt, requested)
+    plan = _plan(cfg, ckpt, out_type)
     vocab = load_vocab(folder, cfg.vocab_size)
 
     out_path = Path(out) if out is not None else default_output(cfg, folder, out_type)

@@ -1,40 +1,34 @@
-"""Per-tensor output types and the chunked conversion of one tensor to its GGUF bytes.
-
-Policy: 1-D tensors (norms) stay F32; every 2-D weight, token_embd and output included,
-takes the requested type. A matrix whose rows are not a whole number of 32-element blocks
-falls back to F16 for Q8_0/Q4_0. Quantization is gguf-py's, so Q8_0/Q4_0 bytes equal ggml's.
+"""The chunked conversion of one tensor to its GGUF bytes (which type each tensor gets is
+mixture.py's). Q8_0/Q4_0/Q5_0/Q5_1 come from gguf-py's quantizers, so their bytes equal ggml's;
+the K-quants (Q4_K, Q5_K, Q6_K), which gguf-py cannot write, from looplm's own (quant/kquant.cpp).
 """
 
 from __future__ import annotations
 
 import math
+import os
 
 import gguf
 import numpy as np
 from gguf import GGMLQuantizationType as QT
-from gguf import LlamaFileType as FT
 
+from .mixture import OUT_TYPES, tensor_type
 from .safetensors import to_float32
 
-# --type value -> (tensor type of 2-D weights, general.file_type)
-OUT_TYPES: dict[str, tuple[QT, FT]] = {
-    "f32": (QT.F32, FT.ALL_F32),
-    "f16": (QT.F16, FT.MOSTLY_F16),
-    "bf16": (QT.BF16, FT.MOSTLY_BF16),
-    "q8_0": (QT.Q8_0, FT.MOSTLY_Q8_0),
-    "q4_0": (QT.Q4_0, FT.MOSTLY_Q4_0),
-}
+__all__ = ["CHUNK_ELEMENTS", "OUT_TYPES", "byte_shape", "convert", "nbytes", "quantize_rows", "tensor_type"]
+
+K_QUANTS = (QT.Q4_K, QT.Q5_K, QT.Q6_K)
 
 CHUNK_ELEMENTS = 1 << 22  # rows are converted in slabs of about this many elements
 
 
-def tensor_type(shape: tuple[int, ...], requested: QT) -> QT:
-    """The GGUF type a tensor of numpy shape ``shape`` is stored in."""
-    if len(shape) == 1:
-        return QT.F32
-    if requested in (QT.Q8_0, QT.Q4_0) and shape[-1] % 32:
-        return QT.F16
-    return requested
+def quantize_rows(x: np.ndarray, qtype: QT) -> np.ndarray:
+    """f32 rows -> raw GGUF rows of ``qtype`` (uint8, one row of bytes per row)."""
+    if qtype in K_QUANTS:
+        from looplm import _core
+
+        return _core.quantize(int(qtype), np.ascontiguousarray(x, dtype=np.float32), min(2, os.cpu_count() or 1))
+    return gguf.quants.quantize(x, qtype)
 
 
 def nbytes(shape: tuple[int, ...], qtype: QT) -> int:
@@ -76,5 +70,5 @@ def convert(src: np.ndarray, src_dtype: str, qtype: QT) -> np.ndarray:
         elif qtype == QT.F16:
             out[r0:r1] = x.astype(np.float16)
         else:
-            out[r0:r1] = gguf.quants.quantize(x, qtype)
+            out[r0:r1] = quantize_rows(x, qtype)
     return out.reshape(byte_shape(shape, qtype))

@@ -26,9 +26,9 @@ SCALAR = {U8: "<B", I8: "<b", U16: "<H", I16: "<h", U32: "<I", I32: "<i", F32: "
           U64: "<Q", I64: "<q", F64: "<d"}  # fmt: skip
 
 # ggml tensor types: id -> (elements per block, bytes per block)
-GF32, GF16, GQ4_0, GQ4_1, GQ8_0, GQ4_K, GQ6_K, GBF16 = 0, 1, 2, 3, 8, 12, 14, 30
+GF32, GF16, GQ4_0, GQ4_1, GQ8_0, GQ3_K, GQ4_K, GQ6_K, GBF16 = 0, 1, 2, 3, 8, 11, 12, 14, 30
 BLOCK = {GF32: (1, 4), GF16: (1, 2), GQ4_0: (32, 18), GQ4_1: (32, 20), GQ8_0: (32, 34),
-         GQ4_K: (256, 144), GQ6_K: (256, 210), GBF16: (1, 2)}  # fmt: skip
+         GQ3_K: (256, 110), GQ4_K: (256, 144), GQ6_K: (256, 210), GBF16: (1, 2)}  # fmt: skip
 
 U64_MAX = 2**64 - 1
 
@@ -741,9 +741,9 @@ def cases() -> dict[str, tuple[bytes, str]]:
         "tensor 'output.weight' has shape [32, 4], expected [32, 8]",
     )
     add(
-        "type_q6_k",
-        mod(lambda g: _retype(g, "blk.0.ffn_down.weight", GQ6_K, [256, 4])),
-        "has type Q6_K, which looplm cannot run",
+        "type_q3_k",
+        mod(lambda g: _retype(g, "blk.0.ffn_down.weight", GQ3_K, [256, 4])),
+        "has type Q3_K, which looplm cannot run",
     )
     add(
         "type_norm_q8_0",

@@ -32,9 +32,10 @@ LOOPS = (1, 2, 3, 4)
 
 def stored_type(shape: tuple[int, ...], requested: QT) -> QT:
     """The converter's type for a tensor; Q4_1 follows the same policy as Q4_0."""
+    plain = {QT.F32: "f32", QT.F16: "f16", QT.Q8_0: "q8_0", QT.Q4_0: "q4_0"}
     if requested == QT.Q4_1:
-        return QT.Q4_1 if tensor_type(shape, QT.Q4_0) == QT.Q4_0 else QT.F16
-    return tensor_type(shape, requested)
+        return QT.Q4_1 if tensor_type("", shape, "q4_0", 1, True) == QT.Q4_0 else QT.F16
+    return tensor_type("", shape, plain[requested], 1, True)
 
 
 def bytes_per_token(shape: str, qtype: QT, loops: int) -> tuple[int, int]:

@@ -140,7 +140,7 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         ("info", "key_not_ascii.gguf"),
         ("run", "arch_unsupported.gguf"),
         ("run", "tokens_fewer_than_rows.gguf"),
-        ("run", "type_q6_k.gguf"),
+        ("run", "type_q3_k.gguf"),
         ("run", "offset_near_2_64.gguf"),
     ],
 )

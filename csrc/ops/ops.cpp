@@ -2,14 +2,14 @@
 // rows (matmul) or tokens (norms, rope, SwiGLU).
 #include "ops/ops.h"
 
-#include "quant/blocks.h"
-#include "quant/traits.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
+
+#include "quant/blocks.h"
+#include "quant/traits.h"
 
 namespace looplm {
 
@@ -55,7 +55,8 @@ void Ops::prepare(DType weight, const float * x, int64_t rows, int64_t n, Activa
     if (pack) {
         a.packed_rows = rows / 8 * 8;
         a.group_bytes = k.packed_x8_bytes(n);
-        if (a.packed.size() < a.group_bytes * static_cast<size_t>(rows / 8)) a.packed.resize(a.group_bytes * static_cast<size_t>(rows / 8));
+        if (a.packed.size() < a.group_bytes * static_cast<size_t>(rows / 8))
+            a.packed.resize(a.group_bytes * static_cast<size_t>(rows / 8));
     }
     pool.run([&](int ith, int nth) {
         const Range r = split_range(rows, ith, nth);
@@ -64,7 +65,8 @@ void Ops::prepare(DType weight, const float * x, int64_t rows, int64_t n, Activa
     if (pack) {
         pool.run([&](int ith, int nth) {
             const Range g = split_range(rows / 8, ith, nth);
-            for (int64_t i = g.begin; i < g.end; i++) k.pack_x8(n, dst + i * 8 * stride, stride, a.packed.data() + i * a.group_bytes);
+            for (int64_t i = g.begin; i < g.end; i++)
+                k.pack_x8(n, dst + i * 8 * stride, stride, a.packed.data() + i * a.group_bytes);
         });
     }
 }
@@ -137,8 +139,8 @@ void Ops::rope_table(int64_t pos0, int64_t n, int head_dim, float theta, float *
     }
 }
 
-void Ops::rope(float * x, const int32_t * pos, int64_t rows, int n_heads, int head_dim,
-               const float * table, int64_t pos0) {
+void Ops::rope(float * x, const int32_t * pos, int64_t rows, int n_heads, int head_dim, const float * table,
+               int64_t pos0) {
     pool.for_rows(rows, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; r++) {
             const float * cs = table + (pos[r] - pos0) * head_dim;

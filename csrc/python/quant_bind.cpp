@@ -10,8 +10,8 @@
 #include "python/bindings.h"
 #include "quant/kquant.h"
 #include "quant/quantize.h"
-#include "runtime/threads.h"
 #include "quant/traits.h"
+#include "runtime/threads.h"
 
 namespace py = pybind11;
 

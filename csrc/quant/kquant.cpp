@@ -180,7 +180,8 @@ void quantize_super_block_k(const float * x, Block & y, int nmax, float rmin, in
         const float d = fp16_to_fp32(y.d) * sc;
         if (!d) continue;
         const float dm = fp16_to_fp32(y.dmin) * mn;
-        for (int l = 0; l < 32; l++) q[32 * j + l] = static_cast<uint8_t>(clamp(round_int((x[32 * j + l] + dm) / d), 0, nmax));
+        for (int l = 0; l < 32; l++)
+            q[32 * j + l] = static_cast<uint8_t>(clamp(round_int((x[32 * j + l] + dm) / d), 0, nmax));
     }
 }
 
@@ -198,7 +199,8 @@ void quantize_row_q4_K(const float * x, block_q4_K * y, int64_t n) {
     for (int64_t b = 0; b < n / QK_K; b++, x += QK_K) {
         quantize_super_block_k(x, y[b], 15, -1.0f, 20, q);
         for (int j = 0; j < QK_K / 64; j++) {  // 32 bytes: sub-block 2j low nibbles, 2j+1 high
-            for (int l = 0; l < 32; l++) y[b].qs[32 * j + l] = static_cast<uint8_t>(q[64 * j + l] | (q[64 * j + 32 + l] << 4));
+            for (int l = 0; l < 32; l++)
+                y[b].qs[32 * j + l] = static_cast<uint8_t>(q[64 * j + l] | (q[64 * j + 32 + l] << 4));
         }
     }
 }
@@ -240,7 +242,8 @@ void quantize_row_q6_K(const float * x, block_q6_K * y, int64_t n) {
         for (int j = 0; j < QK_K / 16; j++) {  // re-quantize against the stored scales
             const float d = fp16_to_fp32(y[b].d) * y[b].scales[j];
             if (!d) continue;
-            for (int l = 0; l < 16; l++) q[16 * j + l] = static_cast<int8_t>(clamp(round_int(x[16 * j + l] / d), -32, 31) + 32);
+            for (int l = 0; l < 16; l++)
+                q[16 * j + l] = static_cast<int8_t>(clamp(round_int(x[16 * j + l] / d), -32, 31) + 32);
         }
         // Each half of 128: ql[l] = q[l] | q[l+64] << 4, ql[l+32] = q[l+32] | q[l+96] << 4, and
         // qh[l] the top two bits of q[l], q[l+32], q[l+64], q[l+96].
@@ -260,26 +263,13 @@ void quantize_row_q6_K(const float * x, block_q6_K * y, int64_t n) {
 
 void quantize_row(DType t, const float * x, void * y, int64_t n) {
     switch (t) {
-        case DType::Q4_K:
-            check_row(n, QK_K, "Q4_K");
-            return quantize_row_q4_K(x, static_cast<block_q4_K *>(y), n);
-        case DType::Q5_K:
-            check_row(n, QK_K, "Q5_K");
-            return quantize_row_q5_K(x, static_cast<block_q5_K *>(y), n);
-        case DType::Q6_K:
-            check_row(n, QK_K, "Q6_K");
-            return quantize_row_q6_K(x, static_cast<block_q6_K *>(y), n);
-        case DType::Q8_0:
-            check_row(n, QK, "Q8_0");
-            return quantize_row_q8_0_ref(x, static_cast<block_q8_0 *>(y), n);
-        case DType::Q4_0:
-            check_row(n, QK, "Q4_0");
-            return quantize_row_q4_0_ref(x, static_cast<block_q4_0 *>(y), n);
-        case DType::Q4_1:
-            check_row(n, QK, "Q4_1");
-            return quantize_row_q4_1_ref(x, static_cast<block_q4_1 *>(y), n);
-        default:
-            throw std::invalid_argument(std::string("looplm cannot quantize to ") + type_name(t));
+        case DType::Q4_K: check_row(n, QK_K, "Q4_K"); return quantize_row_q4_K(x, static_cast<block_q4_K *>(y), n);
+        case DType::Q5_K: check_row(n, QK_K, "Q5_K"); return quantize_row_q5_K(x, static_cast<block_q5_K *>(y), n);
+        case DType::Q6_K: check_row(n, QK_K, "Q6_K"); return quantize_row_q6_K(x, static_cast<block_q6_K *>(y), n);
+        case DType::Q8_0: check_row(n, QK, "Q8_0"); return quantize_row_q8_0_ref(x, static_cast<block_q8_0 *>(y), n);
+        case DType::Q4_0: check_row(n, QK, "Q4_0"); return quantize_row_q4_0_ref(x, static_cast<block_q4_0 *>(y), n);
+        case DType::Q4_1: check_row(n, QK, "Q4_1"); return quantize_row_q4_1_ref(x, static_cast<block_q4_1 *>(y), n);
+        default: throw std::invalid_argument(std::string("looplm cannot quantize to ") + type_name(t));
     }
 }
 

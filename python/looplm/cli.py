@@ -1,4 +1,4 @@
-"""The ``looplm`` command: demo, convert, run, chat, serve, info, bench, perplexity.
+"""The ``looplm`` command: demo, convert, quantize, run, chat, serve, info, bench, perplexity.
 
 Flags follow llama.cpp's spelling with mlx-lm's long aliases. Exit codes: 0 success (also when
 the reader of stdout goes away, as with ``| head``), 1 an error (a missing or unusable file, a
@@ -208,6 +208,11 @@ def load_model(args: argparse.Namespace):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # reported below, in the command's words
         model = load(args.model, **opts)
+    if args.exit_threshold is not None and not model.config["has_exit_gate"]:
+        raise UserError(
+            f"--exit-threshold: {args.model} has no exit gate (llama.cpp's converter drops it), so it runs "
+            f"all {model.config['n_loops']} loops; use --loops or --exit-at-step to change the depth"
+        )
     if args.loops and args.loops > model.config["n_loops_trained"]:
         err(f"looplm: warning: --loops {args.loops} is above the trained {model.config['n_loops_trained']}; "
             "quality usually drops")  # fmt: skip
@@ -266,6 +271,12 @@ def generate_and_show(
 
 
 # ---------------------------------------------------------------- commands
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from looplm.convert.requantize import run
+
+    return run(args)
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -354,6 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(c)
     c.set_defaults(func=cmd_convert)
 
+    from looplm.convert.requantize import add_arguments as add_quantize_arguments
+
+    q = sub.add_parser("quantize", help="GGUF -> GGUF at another type (e.g. F16 or Q8_0 -> Q4_K_M)")
+    add_quantize_arguments(q)
+    q.set_defaults(func=cmd_quantize)
+
     r = sub.add_parser("run", help="generate text from a prompt")
     add_model_options(r)
     r.add_argument("-p", "--prompt", default=None, help="the prompt")
@@ -427,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     where = f"looplm {args.command}"
     try:
-        if sys.stdout is None and args.command != "convert":
+        if sys.stdout is None and args.command not in ("convert", "quantize"):
             raise UserError("standard output is closed")
         return args.func(args)
     except (OutputClosed, BrokenPipeError):

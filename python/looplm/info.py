@@ -63,7 +63,14 @@ def run(args: argparse.Namespace) -> int:
     rows += [(key, md[f"{arch}.{key}"]) for key in KEYS if f"{arch}.{key}" in md]
     gate = "ouro.exit_gate.bias" in md
     threshold = f", threshold {md['ouro.exit_gate.threshold']}" if "ouro.exit_gate.threshold" in md else ""
-    rows.append(("exit gate", ("yes" + threshold) if gate else "no (runs at fixed depth)"))
+    rows.append(
+        (
+            "exit gate",
+            ("yes" + threshold)
+            if gate
+            else "absent (as in llama.cpp-made files): runs all its loops, --exit-threshold cannot apply",
+        )
+    )
     types: dict[str, int] = {}
     for _, t, _shape, _, nbytes in info["tensors"]:
         types[t] = types.get(t, 0) + nbytes
