@@ -80,7 +80,8 @@ py::array_t<float> kernel_matmul(const std::string & set, uint32_t type_id,
 }
 
 // The Q8_K activation rows of x (n a multiple of 256) as raw block_q8_K bytes.
-py::bytes kernel_quantize_q8k(const std::string & set, py::array_t<float, py::array::c_style | py::array::forcecast> x) {
+py::bytes kernel_quantize_q8k(const std::string & set,
+                              py::array_t<float, py::array::c_style | py::array::forcecast> x) {
     const Kernels & k = kernel_set(set);
     if (x.size() % QK_K != 0) throw std::invalid_argument("length must be a multiple of 256");
     if (!k.quantize_q8k) throw std::invalid_argument(set + " has no quantize_q8k");
@@ -116,7 +117,8 @@ py::array_t<float> kernel_gemm(const std::string & set, uint32_t type_id, py::ar
     std::vector<uint8_t> xq(xs * static_cast<size_t>(nc));
     for (int64_t c = 0; c < nc; c++) (q8k ? k.quantize_q8k : k.quantize_q8)(x.data() + c * n, xq.data() + c * xs, n);
     py::array_t<float> out({nc, nr});
-    gemm(n, w.data(), static_cast<size_t>(w.shape(1)), nr, xq.data(), xs, nc, out.mutable_data(), static_cast<size_t>(nr));
+    gemm(n, w.data(), static_cast<size_t>(w.shape(1)), nr, xq.data(), xs, nc, out.mutable_data(),
+         static_cast<size_t>(nr));
     return out;
 }
 
