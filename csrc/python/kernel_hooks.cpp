@@ -1,6 +1,7 @@
 // python/kernel_hooks.cpp - looplm._core's kernel-level functions: each kernel set run on numpy
 // data (the hooks tests/test_kernels.py checks against gguf-py and NumPy) and the memory
-// read bandwidth probe of `looplm bench`. Translation only.
+// read bandwidth probe of `looplm bench`; the fault injection switch of the robustness tests.
+// Translation only.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -17,6 +18,7 @@
 #include "quant/quantize.h"
 #include "quant/traits.h"
 #include "quant/types.h"
+#include "runtime/fault.h"
 
 namespace py = pybind11;
 
@@ -173,6 +175,8 @@ py::object kernel_vec(const std::string & set, const std::string & op, py::array
 }  // namespace
 
 void bind_kernels(py::module_ & m) {
+    m.def("_arm_fault", &fault::arm, py::arg("stage"), py::arg("nth"),
+          "Tests only: the nth pass through the named stage raises MemoryError (runtime/fault.h).");
     m.def(
         "read_bandwidth",
         [](int n_threads, size_t bytes, int reps) {

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import _core
 from .options import OuroOptions, check_int
+from .results import ChatCompletion, ChatCompletionChunk, Completion, CompletionChunk
 
 EXIT_MODES = ("skip", "exact")
 KV_FILLS = ("exit", "first")
@@ -258,12 +259,14 @@ class Model:
     @property
     def tokens(self) -> list[int]:
         """The token ids in the context."""
-        return list(self._m.tokens)
+        with self._hold:
+            return list(self._m.tokens)
 
     @property
     def last_exit_step(self) -> int:
         """The exit loop of the last token evaluated."""
-        return self._m.last_exit_step
+        with self._hold:
+            return self._m.last_exit_step
 
     @property
     def n_past(self) -> int:
@@ -281,7 +284,8 @@ class Model:
     @property
     def exit_steps(self) -> list[int]:
         """The 0-based exit loop of every token in the context."""
-        return self._m.exit_steps.tolist()
+        with self._hold:
+            return self._m.exit_steps.tolist()
 
     @property
     def config(self) -> dict[str, Any]:
@@ -296,15 +300,17 @@ class Model:
     @property
     def kv_bytes(self) -> int:
         """Bytes allocated by the KV cache (it grows with the context)."""
-        return self._m.kv_bytes
+        with self._hold:
+            return self._m.kv_bytes
 
     def kv_slot(self, loop: int, layer: int) -> tuple[np.ndarray, np.ndarray]:
         """Keys and values of one (loop, layer) KV slot, float32 ``[n_past, kv_dim]``."""
-        return self._m.kv_slot(loop, layer)
+        with self._hold:
+            return self._m.kv_slot(loop, layer)
 
     # ---------------------------------------------------------------- llama-cpp-python API
 
-    def create_completion(self, prompt: str | list[int], **opts: Any) -> Any:
+    def create_completion(self, prompt: str | list[int], **opts: Any) -> Completion | Iterator[CompletionChunk]:
         """Completes a prompt (llama-cpp-python's ``create_completion``).
 
         Args:
@@ -324,7 +330,9 @@ class Model:
 
         return create_completion(self, prompt, **opts)
 
-    def create_chat_completion(self, messages: list[dict[str, Any]], **opts: Any) -> Any:
+    def create_chat_completion(
+        self, messages: list[dict[str, Any]], **opts: Any
+    ) -> ChatCompletion | Iterator[ChatCompletionChunk]:
         """Answers a conversation (llama-cpp-python's ``create_chat_completion``).
 
         Args:

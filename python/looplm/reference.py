@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -117,7 +118,9 @@ def run(
     logits = np.full((n, n_loops, cfg.n_vocab), np.nan)
     probs = np.full((n, n_loops), np.nan)
     exits = np.zeros(n, dtype=np.int64)
-    kv = [[([], []) for _ in range(cfg.n_layer)] for _ in range(n_loops)]  # kv[step][layer]
+    kv: list[list[tuple[list[np.ndarray], list[np.ndarray]]]] = [
+        [([], []) for _ in range(cfg.n_layer)] for _ in range(n_loops)
+    ]  # kv[step][layer]
     for t, tok in enumerate(tokens):
         h = w["model.embed_tokens.weight"][tok].astype(np.float64)
         survive, cdf, exit_step = 1.0, 0.0, None
@@ -152,6 +155,7 @@ def run(
                         kv[s2][i][0].append(kv[src][i][0][t])
                         kv[s2][i][1].append(kv[src][i][1][t])
                 break
+        assert exit_step is not None  # the last loop always stops
         exits[t] = exit_step
     chosen = logits[np.arange(n), exits]
     return RefResult(hidden, logits, probs, exits, chosen)
@@ -218,7 +222,7 @@ def load_gguf(path: str | Path) -> tuple[RefConfig, dict[str, np.ndarray]]:
 
     r = gguf.GGUFReader(str(path))
 
-    def val(key: str, default: object = None) -> object:
+    def val(key: str, default: Any = None) -> Any:
         f = r.fields.get(key)
         return default if f is None else f.contents()
 
