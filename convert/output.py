@@ -101,7 +101,7 @@ def _alive(pid: int) -> bool:
 def sweep_stale(folder: Path, name: str | None = None) -> list[Path]:
     """Removes the temporary files in ``folder`` (of the output ``name`` only, if given)
     whose process is gone; returns them."""
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(folder.iterdir())
     except OSError:

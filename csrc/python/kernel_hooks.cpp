@@ -152,6 +152,21 @@ py::object kernel_vec(const std::string & set, const std::string & op, py::array
         }
         return std::move(out);
     }
+    // Quantized KV rows: a = the row's raw Q8_0 / Q4_0 bytes, b = the f32 query / output.
+    if (op == "dot_q8_0" || op == "dot_q4_0" || op == "axpy_q8_0" || op == "axpy_q4_0") {
+        auto raw = py::array_t<uint8_t, py::array::c_style>::ensure(a);
+        auto y = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(b);
+        const bool q8 = op.find("q8_0") != std::string::npos;
+        const int64_t n = y.size();
+        if (n % QK != 0 || raw.size() != row_bytes(q8 ? DType::Q8_0 : DType::Q4_0, n)) {
+            throw std::invalid_argument("length mismatch");
+        }
+        if (op[0] == 'd') return py::float_((q8 ? k.dot_q8_0_f32 : k.dot_q4_0_f32)(n, raw.data(), y.data()));
+        py::array_t<float> out(n);
+        std::memcpy(out.mutable_data(), y.data(), static_cast<size_t>(n) * 4);
+        (q8 ? k.axpy_q8_0 : k.axpy_q4_0)(n, alpha, raw.data(), out.mutable_data());
+        return std::move(out);
+    }
     if (op == "silu_mul") {
         auto g = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
         auto u = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(b);

@@ -135,6 +135,9 @@ def file_info(path: str, max_array: int = 64) -> dict[str, Any]: ...
 def dequantize(type_id: int, raw: npt.ArrayLike, n: int) -> npt.NDArray[np.float32]:
     """Decodes raw GGUF rows [rows, row_bytes] of a ggml type to f32 [rows, n]."""
 
+def quantize(type_id: int, x: npt.ArrayLike, n_threads: int = 1) -> npt.NDArray[np.uint8]:
+    """Quantizes f32 rows [rows, n] to raw GGUF rows of a ggml type (Q4_K, Q5_K, Q6_K, Q8_0, Q4_0, Q4_1)."""
+
 def read_bandwidth(n_threads: int, bytes: int = 1073741824, reps: int = 5) -> float: ...
 
 # Kernel test hooks (tests/test_kernels.py): one kernel set's kernels on raw blocks.

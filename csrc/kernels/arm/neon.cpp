@@ -8,6 +8,7 @@
 
 #include "kernels/kernels.h"
 #include "kernels/kscales.h"
+#include "kernels/kv_rows.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
 
@@ -229,6 +230,7 @@ extern const Kernels kernels_neon = {
     nullptr,     nullptr,     nullptr,   nullptr,   nullptr,  // no packed GEMM
     dot_f16_f32, dot_f32,     axpy_f16,  axpy_f32,  f32_to_f16, silu_mul,
     gemm_q5_0,   gemm_q5_1,   quantize_q8k, gemm_q4_K, gemm_q5_K, gemm_q6_K,
+    kv_dot_q8_0_neon, kv_dot_q4_0_neon, kv_axpy_q8_0_neon, kv_axpy_q4_0_neon,  // quantized KV rows
 };
 
 }  // namespace looplm

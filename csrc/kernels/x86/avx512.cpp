@@ -6,6 +6,7 @@
 
 #include "kernels/kernels.h"
 #include "kernels/kscales.h"
+#include "kernels/kv_rows.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
 
@@ -128,6 +129,7 @@ extern const Kernels kernels_avx512 = {
     gemm_q4_K,  // kquants.inc compiled for this set (VNNI brings nothing there, see that file)
     gemm_q5_K,
     gemm_q6_K,
+    kv_dot_q8_0_avx512, kv_dot_q4_0_avx512, kv_axpy_q8_0_avx512, kv_axpy_q4_0_avx512,  // quantized KV rows
 };
 
 }  // namespace looplm
