@@ -4,7 +4,9 @@ weight type and kernel set, on random blocks of the Ouro-1.4B FFN shape (5632 x 
 Each figure is the best of `--reps` calls of the set's tile GEMM through the kernel test hook
 (`_core.kernel_gemm`, which includes quantizing the activations). Reported per type: weight
 bytes read per second, that as a share of the single-thread read bandwidth measured in the same
-run, and the time relative to Q4_0 in the same set (the peer).
+run, and the time relative to Q4_0 in the same set (the peer). The matrix (6-12 MB) stays in
+a large last-level cache across calls, so on such machines the figures are the kernels' compute
+rates (shares above 100%), not DRAM-bound decode speed; `looplm bench` measures that.
 
     python benchmarks/kernel_speed.py [--reps 20] [--sets avx2 avx512]
 """
