@@ -82,7 +82,8 @@ py::array_t<float> kernel_matmul(const std::string & set, uint32_t type_id,
 }
 
 // The Q8_K activation rows of x (n a multiple of 256) as raw block_q8_K bytes.
-py::bytes kernel_quantize_q8k(const std::string & set, py::array_t<float, py::array::c_style | py::array::forcecast> x) {
+py::bytes kernel_quantize_q8k(const std::string & set,
+                              py::array_t<float, py::array::c_style | py::array::forcecast> x) {
     const Kernels & k = kernel_set(set);
     if (x.size() % QK_K != 0) throw std::invalid_argument("length must be a multiple of 256");
     if (!k.quantize_q8k) throw std::invalid_argument(set + " has no quantize_q8k");
@@ -91,24 +92,22 @@ py::bytes kernel_quantize_q8k(const std::string & set, py::array_t<float, py::ar
     return py::bytes(out);
 }
 
-// One tile GEMM of a set for the Q5 and K-quant weight types, called directly rather than
-// through ops and the type table: out [nc, rows] = x [nc, n] . W^T, x quantized by the set's
-// own activation quantizer (block_q8_s for Q5_0/Q5_1, block_q8_K for the K-quants).
+// One tile GEMM of a set for a quantized weight type, called directly rather than through ops
+// (the type need not be runnable yet): out [nc, rows] = x [nc, n] . W^T, x quantized by the
+// set's own activation quantizer for the type (block_q8_s or block_q8_K rows).
 py::array_t<float> kernel_gemm(const std::string & set, uint32_t type_id, py::array_t<uint8_t, py::array::c_style> w,
                                int64_t n, py::array_t<float, py::array::c_style | py::array::forcecast> x) {
     const Kernels & k = kernel_set(set);
-    const DType t = static_cast<DType>(type_id);
-    GemmFn gemm = nullptr;
-    bool q8k = true;
-    switch (t) {
-        case DType::Q5_0: gemm = k.gemm_q5_0, q8k = false; break;
-        case DType::Q5_1: gemm = k.gemm_q5_1, q8k = false; break;
-        case DType::Q4_K: gemm = k.gemm_q4_K; break;
-        case DType::Q5_K: gemm = k.gemm_q5_K; break;
-        case DType::Q6_K: gemm = k.gemm_q6_K; break;
-        default: throw std::invalid_argument("kernel_gemm: type id " + std::to_string(type_id) + " is not Q5_x/Qx_K");
+    const TypeTraits * ti = find_traits(type_id);
+    if (!ti || !ti->gemm || ti->act == ActFormat::F32) {
+        throw std::invalid_argument("kernel_gemm: type id " + std::to_string(type_id) + " has no quantized GEMM");
     }
-    if (!gemm || !k.quantize_q8k) throw std::invalid_argument(set + " has no kernel for " + type_name(t));
+    const DType t = ti->type;
+    const GemmFn gemm = k.*(ti->gemm);
+    const bool q8k = ti->act == ActFormat::Q8K;
+    if (!gemm || !(q8k ? k.quantize_q8k : k.quantize_q8)) {
+        throw std::invalid_argument(set + " has no kernel for " + type_name(t));
+    }
     const int64_t blk = q8k ? QK_K : QK;
     if (n % blk != 0 || w.ndim() != 2 || w.shape(1) != row_bytes(t, n) || x.ndim() != 2 || x.shape(1) != n) {
         throw std::invalid_argument("shape mismatch");
@@ -118,7 +117,8 @@ py::array_t<float> kernel_gemm(const std::string & set, uint32_t type_id, py::ar
     std::vector<uint8_t> xq(xs * static_cast<size_t>(nc));
     for (int64_t c = 0; c < nc; c++) (q8k ? k.quantize_q8k : k.quantize_q8)(x.data() + c * n, xq.data() + c * xs, n);
     py::array_t<float> out({nc, nr});
-    gemm(n, w.data(), static_cast<size_t>(w.shape(1)), nr, xq.data(), xs, nc, out.mutable_data(), static_cast<size_t>(nr));
+    gemm(n, w.data(), static_cast<size_t>(w.shape(1)), nr, xq.data(), xs, nc, out.mutable_data(),
+         static_cast<size_t>(nr));
     return out;
 }
 

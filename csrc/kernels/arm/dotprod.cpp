@@ -7,6 +7,7 @@
 #include <arm_neon.h>
 
 #include "kernels/kernels.h"
+#include "kernels/kscales.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
 
@@ -26,6 +27,11 @@ static inline int32x4_t dot32(int8x16_t a0, int8x16_t a1, const block_q8_s & x) 
 }
 
 #include "kernels/arm/qgemm.inc"
+
+// acc + the 16 products of a and b in 4 int32 lanes (SDOT), for kquants.inc.
+static inline int32x4_t sdot16(int32x4_t acc, int8x16_t a, int8x16_t b) { return vdotq_s32(acc, a, b); }
+
+#include "kernels/arm/kquants.inc"
 
 }  // namespace
 
@@ -51,12 +57,12 @@ extern const Kernels kernels_dotprod = {
     kernels_neon.axpy_f32,
     kernels_neon.f32_to_f16,
     kernels_neon.silu_mul,
-    kernels_ref.gemm_q5_0,  // the reference's until this set has its own
-    kernels_ref.gemm_q5_1,
-    kernels_ref.quantize_q8k,
-    kernels_ref.gemm_q4_K,
-    kernels_ref.gemm_q5_K,
-    kernels_ref.gemm_q6_K,
+    gemm_q5_0,
+    gemm_q5_1,
+    kernels_neon.quantize_q8k,
+    gemm_q4_K,
+    gemm_q5_K,
+    gemm_q6_K,
     kernels_neon.dot_q8_0_f32, kernels_neon.dot_q4_0_f32, kernels_neon.axpy_q8_0, kernels_neon.axpy_q4_0,  // KV rows
 };
 

@@ -7,6 +7,7 @@
 #include <arm_neon.h>
 
 #include "kernels/kernels.h"
+#include "kernels/kscales.h"
 #include "kernels/kv_rows.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
@@ -74,6 +75,44 @@ static inline int32x4_t dot32(int8x16_t a0, int8x16_t a1, const block_q8_s & x) 
 }
 
 #include "kernels/arm/qgemm.inc"
+
+// acc + the 16 products of a and b in 4 int32 lanes, for kquants.inc (see there for why the
+// int16 pair sums cannot overflow).
+static inline int32x4_t sdot16(int32x4_t acc, int8x16_t a, int8x16_t b) {
+    return vpadalq_s16(acc, vmlal_high_s8(vmull_s8(vget_low_s8(a), vget_low_s8(b)), a, b));
+}
+
+#include "kernels/arm/kquants.inc"
+
+// f32 -> block_q8_K exactly as quantize_q8k_ref: the first element of largest |x| (sign kept)
+// sets iscale = -127 / max; q = min(127, round half to even (x * iscale)) (FCVTNS),
+// d = 1 / iscale; bsums from the int32 quants.
+static void quantize_q8k(const float * x, void * vy, int64_t n) {
+    block_q8_K * y = static_cast<block_q8_K *>(vy);
+    for (int64_t b = 0; b < n / QK_K; b++, x += QK_K) {
+        float32x4_t m = vdupq_n_f32(0.0f);
+        for (int j = 0; j < QK_K; j += 4) m = vmaxq_f32(m, vabsq_f32(vld1q_f32(x + j)));
+        const float amax = vmaxvq_f32(m);
+        __builtin_memset(&y[b], 0, sizeof(block_q8_K));
+        if (amax == 0.0f) continue;
+        int first = 0;
+        while (first < QK_K - 1 && __builtin_fabsf(x[first]) != amax) first++;  // (bounded: NaN)
+        const float iscale = -127.0f / x[first];
+        const int32x4_t cap = vdupq_n_s32(127);
+        for (int j = 0; j < QK_K; j += 16) {
+            int32x4_t q[4];
+            for (int i = 0; i < 4; i++) {
+                q[i] = vminq_s32(vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x + j + 4 * i), iscale)), cap);
+            }
+            const int16x8_t a = vcombine_s16(vqmovn_s32(q[0]), vqmovn_s32(q[1]));
+            const int16x8_t c = vcombine_s16(vqmovn_s32(q[2]), vqmovn_s32(q[3]));
+            vst1q_s8(y[b].qs + j, vcombine_s8(vqmovn_s16(a), vqmovn_s16(c)));
+            const int32x4_t s = vaddq_s32(vaddq_s32(q[0], q[1]), vaddq_s32(q[2], q[3]));
+            y[b].bsums[j / 16] = static_cast<int16_t>(vaddvq_s32(s));
+        }
+        y[b].d = 1.0f / iscale;
+    }
+}
 
 // ---- float kernels: F16 through FCVTL, BF16 as a 16-bit left shift, FMA in f32.
 
@@ -190,9 +229,7 @@ extern const Kernels kernels_neon = {
     "neon",      quantize_q8, gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_f16, gemm_bf16, gemm_f32,
     nullptr,     nullptr,     nullptr,   nullptr,   nullptr,  // no packed GEMM
     dot_f16_f32, dot_f32,     axpy_f16,  axpy_f32,  f32_to_f16, silu_mul,
-    // Q5_0, Q5_1, Q8_K, K-quants: the reference's until this set has its own
-    kernels_ref.gemm_q5_0, kernels_ref.gemm_q5_1, kernels_ref.quantize_q8k,
-    kernels_ref.gemm_q4_K, kernels_ref.gemm_q5_K, kernels_ref.gemm_q6_K,
+    gemm_q5_0,   gemm_q5_1,   quantize_q8k, gemm_q4_K, gemm_q5_K, gemm_q6_K,
     kv_dot_q8_0_neon, kv_dot_q4_0_neon, kv_axpy_q8_0_neon, kv_axpy_q4_0_neon,  // quantized KV rows
 };
 

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include "kernels/kernels.h"
+#include "kernels/kscales.h"
 #include "kernels/kv_rows.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
@@ -115,6 +116,25 @@ LOOPLM_QGEMM(q4_0, block_q4_0, true)
 LOOPLM_QGEMM(q4_1, block_q4_1, false)
 LOOPLM_QGEMM(q8_0, block_q8_0, false)
 
+#include "kernels/x86/kquants.inc"
+
+// Q5_0: the five-bit quants 0..31 (u8), the -16 offset from twice the activation's -8 bias.
+static inline QW prep_q5_0(const block_q5_0 & w) { return {q5_bytes(w.qs, w.qh), _mm256_setzero_si256()}; }
+static inline __m256i idot_q5_0(const QW & q, const block_q8_s & x) {
+    return _mm256_add_epi32(dot_u8_s8(q.a, load256(x.qs)), _mm256_slli_epi32(bias8(x), 1));
+}
+static inline void min_q5_0(const block_q5_0 &, const block_q8_s &, float &) {}
+static inline __m256 lanes_q5_0() { return _mm256_set1_ps(1.0f); }
+
+// Q5_1: the five-bit quants; the minimum from the activation's ds, as Q4_1.
+static inline QW prep_q5_1(const block_q5_1 & w) { return {q5_bytes(w.qs, w.qh), _mm256_setzero_si256()}; }
+static inline __m256i idot_q5_1(const QW & q, const block_q8_s & x) { return dot_u8_s8(q.a, load256(x.qs)); }
+static inline void min_q5_1(const block_q5_1 & w, const block_q8_s & x, float & m) { m += h2f(w.m) * x.ds; }
+static inline __m256 lanes_q5_1() { return _mm256_set1_ps(1.0f); }
+
+LOOPLM_QGEMM(q5_0, block_q5_0, true)
+LOOPLM_QGEMM(q5_1, block_q5_1, false)
+
 static inline __m256 load_f16(const uint16_t * p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
 }
@@ -226,9 +246,7 @@ extern const Kernels kernels_avx2 = {
     "avx2",      quantize_q8, gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_f16, gemm_bf16, gemm_f32,
     nullptr,     nullptr,     nullptr,   nullptr,   nullptr,
     dot_f16_f32, dot_f32,     axpy_f16,  axpy_f32,  f32_to_f16, silu_mul,
-    // Q5_0, Q5_1, Q8_K, K-quants: the reference's until this set has its own
-    kernels_ref.gemm_q5_0, kernels_ref.gemm_q5_1, kernels_ref.quantize_q8k,
-    kernels_ref.gemm_q4_K, kernels_ref.gemm_q5_K, kernels_ref.gemm_q6_K,
+    gemm_q5_0,   gemm_q5_1,   quantize_q8k, gemm_q4_K, gemm_q5_K, gemm_q6_K,
     kv_dot_q8_0_avx2, kv_dot_q4_0_avx2, kv_axpy_q8_0_avx2, kv_axpy_q4_0_avx2,  // quantized KV rows
 };
 

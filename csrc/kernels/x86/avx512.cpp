@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include "kernels/kernels.h"
+#include "kernels/kscales.h"
 #include "kernels/kv_rows.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
@@ -66,6 +67,31 @@ LOOPLM_QGEMM(q4_0, block_q4_0, true)
 LOOPLM_QGEMM(q4_1, block_q4_1, false)
 LOOPLM_QGEMM(q8_0, block_q8_0, false)
 
+#include "kernels/x86/kquants.inc"
+
+// Q5_0: the five-bit quants 0..31 unpacked (no nibble-in-place trick: the fifth bit of the
+// high elements would land in bit 8); vpdpbusd starts from -16 x the lane sums (the bias
+// lanes doubled; lanes 4..7, stored x16 of -8, divided by 8).
+static inline QW prep_q5_0(const block_q5_0 & w) { return {q5_bytes(w.qs, w.qh), _mm256_setzero_si256()}; }
+static inline __m256i idot_q5_0(const QW & q, const block_q8_s & x) {
+    const __m256i b16 = _mm256_srav_epi32(_mm256_sllv_epi32(load256(x.bias), _mm256_setr_epi32(1, 1, 1, 1, 0, 0, 0, 0)),
+                                          _mm256_setr_epi32(0, 0, 0, 0, 3, 3, 3, 3));
+    return _mm256_dpbusd_epi32(b16, q.a, load256(x.qs));
+}
+static inline void min_q5_0(const block_q5_0 &, const block_q8_s &, float &) {}
+static inline __m256 lanes_q5_0() { return _mm256_set1_ps(1.0f); }
+
+// Q5_1: the five-bit quants, no offset; the minimum from the activation's ds.
+static inline QW prep_q5_1(const block_q5_1 & w) { return {q5_bytes(w.qs, w.qh), _mm256_setzero_si256()}; }
+static inline __m256i idot_q5_1(const QW & q, const block_q8_s & x) {
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), q.a, load256(x.qs));
+}
+static inline void min_q5_1(const block_q5_1 & w, const block_q8_s & x, float & m) { m += h2f(w.m) * x.ds; }
+static inline __m256 lanes_q5_1() { return _mm256_set1_ps(1.0f); }
+
+LOOPLM_QGEMM(q5_0, block_q5_0, true)
+LOOPLM_QGEMM(q5_1, block_q5_1, false)
+
 }  // namespace
 
 // avx512_gemm.cpp
@@ -97,12 +123,12 @@ extern const Kernels kernels_avx512 = {
     kernels_avx2.axpy_f32,
     kernels_avx2.f32_to_f16,
     kernels_avx2.silu_mul,
-    kernels_ref.gemm_q5_0,  // the reference's until this set has its own
-    kernels_ref.gemm_q5_1,
-    kernels_ref.quantize_q8k,
-    kernels_ref.gemm_q4_K,
-    kernels_ref.gemm_q5_K,
-    kernels_ref.gemm_q6_K,
+    gemm_q5_0,
+    gemm_q5_1,
+    quantize_q8k,
+    gemm_q4_K,  // kquants.inc compiled for this set (VNNI brings nothing there, see that file)
+    gemm_q5_K,
+    gemm_q6_K,
     kv_dot_q8_0_avx512, kv_dot_q4_0_avx512, kv_axpy_q8_0_avx512, kv_axpy_q4_0_avx512,  // quantized KV rows
 };
 
