@@ -256,7 +256,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         msgs = ([{"role": "system", "content": args.system}] if args.system else []) + [
             {"role": "user", "content": prompt}
         ]
-        prompt = render(msgs, model.chat_template, enable_thinking=args.think)
+        prompt = render(msgs, model.chat_template, enable_thinking=args.think, where=model.path)
     generate_and_show(model, prompt, args, sampling)
     return 0
 

@@ -122,7 +122,7 @@ def create_chat_completion(
     unknown = sorted(set(opts) - _COMPLETION_OPTIONS)
     if unknown:  # named here, not as an error of create_completion
         raise TypeError(f"create_chat_completion() got an unexpected keyword argument {unknown[0]!r}")
-    prompt = render(messages, model.chat_template, enable_thinking=enable_thinking)
+    prompt = render(messages, model.chat_template, enable_thinking=enable_thinking, where=model.path)
     result = create_completion(model, prompt, **opts)
     cid, created = f"chatcmpl-{uuid.uuid4()}", int(time.time())
     base = {"id": cid, "created": created, "model": model.path}

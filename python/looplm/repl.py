@@ -78,7 +78,7 @@ def chat(model, args: argparse.Namespace, sampling: SamplingParams) -> int:
         if text.startswith("//"):
             text = text[1:]
         history.append({"role": "user", "content": text})
-        prompt = render(history, model.chat_template, enable_thinking=args.think)
+        prompt = render(history, model.chat_template, enable_thinking=args.think, where=model.path)
         reply = generate_and_show(model, prompt, args, sampling, timing=False)
         history.append({"role": "assistant", "content": reply})
     return 0
