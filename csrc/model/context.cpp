@@ -14,6 +14,7 @@
 #include <stdexcept>
 
 #include "model/context.h"
+#include "model/limits.h"
 #include "quant/quantize.h"
 #include "quant/traits.h"
 #include "runtime/fault.h"
@@ -41,7 +42,7 @@ Context::Context(const Model & model, const ContextParams & p)
       n_batch_(p.n_batch),
       kv_(max_loops_ * cfg_.n_layer, static_cast<int64_t>(cfg_.n_head_kv) * cfg_.head_dim, p.n_ctx, p.kv_type) {
     if (p.n_ctx < 1) throw std::invalid_argument("n_ctx must be >= 1");
-    if (max_loops_ > 64) throw std::invalid_argument("loops must be in 1..64");
+    if (max_loops_ > limits::kLoops) throw std::invalid_argument("loops must be in 1.." + std::to_string(limits::kLoops));
     if (n_batch_ < 1) throw std::invalid_argument("n_batch must be >= 1");
 }
 

@@ -30,7 +30,11 @@ def _run(model: Model, prompt: str | list[int], opts: GenerationOptions) -> Iter
         if r.text:
             yield "text", r.text
         finish = r.finish_reason or finish
-    n_ctx_prompt = len(model.tokenize(prompt, special=True)) if isinstance(prompt, str) else len(prompt)
+    n_ctx_prompt = (
+        len(model.tokenize(prompt, special=True))
+        if isinstance(prompt, (str, bytes, bytearray, memoryview))
+        else len(prompt)
+    )
     usage = {"prompt_tokens": n_ctx_prompt, "completion_tokens": len(exits), "total_tokens": n_ctx_prompt + len(exits)}
     extra = {
         "exit_steps": exits,
