@@ -83,6 +83,32 @@ def default_output(cfg: oa.OuroConfig, folder: Path, out_type: str) -> Path:
     return Path(f"{name}-{out_type.upper()}.gguf")
 
 
+def _check_sizes(cfg: oa.OuroConfig, ckpt: Checkpoint, folder: Path) -> None:
+    """config.json's sizes against the tensors found, each mismatch named by its key."""
+    where = folder / "config.json"
+    names = set(ckpt.names())
+    layers = {int(n.split(".")[2]) for n in names if n.startswith("model.layers.") and n.split(".")[2].isdigit()}
+    if layers and max(layers) + 1 != cfg.num_hidden_layers:
+        raise oa.ConfigError(
+            f"{where}: num_hidden_layers = {cfg.num_hidden_layers}, but the checkpoint holds layers 0..{max(layers)}"
+        )
+    embed = "model.embed_tokens.weight"
+    if embed in names and len(ckpt.info(embed).shape) == 2:
+        rows, cols = ckpt.info(embed).shape
+        if rows != cfg.vocab_size:
+            raise oa.ConfigError(f"{where}: vocab_size = {cfg.vocab_size}, but '{embed}' has {rows} rows")
+        if cols != cfg.hidden_size:
+            raise oa.ConfigError(f"{where}: hidden_size = {cfg.hidden_size}, but '{embed}' has {cols} columns")
+    if cfg.tie_word_embeddings and "lm_head.weight" in names:
+        head, emb = ckpt.info("lm_head.weight"), ckpt.info(embed) if embed in names else None
+        same = emb is not None and head.shape == emb.shape and head.dtype == emb.dtype
+        if not same or not np.array_equal(ckpt.load("lm_head.weight"), ckpt.load(embed)):
+            raise oa.ConfigError(
+                f"{where}: tie_word_embeddings = true, but 'lm_head.weight' differs from '{embed}' "
+                "(dropping it would change the model)"
+            )
+
+
 def _plan(cfg: oa.OuroConfig, ckpt: Checkpoint, out_type: str) -> list[_Planned]:
     expected = cfg.expected_shapes()
     names = set(ckpt.names())
@@ -161,6 +187,7 @@ def convert_checkpoint(
     folder = resolve_source(str(src))
     cfg = oa.OuroConfig.load(folder)
     ckpt = Checkpoint(folder)
+    _check_sizes(cfg, ckpt, folder)
     plan = _plan(cfg, ckpt, out_type)
     vocab = load_vocab(folder, cfg.vocab_size)
 

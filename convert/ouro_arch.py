@@ -8,10 +8,13 @@ The four per-layer norms are mapped explicitly: gguf-py's generic name map sends
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+import numpy as np
+
+from . import jsonfile
 from .errors import ConvertError
 
 ARCH = "ouro"
@@ -48,6 +51,110 @@ class ConfigError(ConvertError):
     """A config.json the converter cannot handle; the message names the file and key."""
 
 
+def _runtime_limits() -> dict[str, int]:
+    """The runtime's upper bounds (csrc/model/limits.h, through the binding)."""
+    from looplm import _core
+
+    return _core.config_limits()
+
+
+_L = _runtime_limits()
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One config.json key: its kind ("int", "float", "bool"), range and default.
+
+    For ints, ``lo..hi`` inclusive; for floats, finite and ``> lo`` (``lo_open``) or ``>= lo``,
+    and at most ``hi``; ``f32``: also finite and nonzero as float32, how the GGUF stores it.
+    ``default`` None: the key is required (a JSON null counts as absent).
+    """
+
+    kind: str
+    lo: float = 1
+    hi: float = 0
+    default: object = None
+    lo_open: bool = False
+    f32: bool = False
+    gguf: str = ""  # the GGUF key the runtime checks (the numbers are limits.h's)
+
+
+# Every value the converter writes into the GGUF, with the runtime's ranges (one place).
+CONFIG_KEYS: dict[str, Spec] = {
+    "vocab_size": Spec("int", 1, _L["n_vocab"], gguf="token_embd.weight rows"),
+    "hidden_size": Spec("int", 1, _L["n_embd"], gguf="ouro.embedding_length"),
+    "intermediate_size": Spec("int", 1, _L["n_ff"], gguf="ouro.feed_forward_length"),
+    "num_hidden_layers": Spec("int", 1, _L["n_layer"], gguf="ouro.block_count"),
+    "num_attention_heads": Spec("int", 1, _L["n_head"], gguf="ouro.attention.head_count"),
+    "num_key_value_heads": Spec("int", 1, _L["n_head"], default="heads", gguf="ouro.attention.head_count_kv"),
+    "head_dim": Spec("int", 1, _L["head_dim"], default="hidden/heads", gguf="ouro.attention.key_length"),
+    "max_position_embeddings": Spec("int", 1, _L["n_ctx_train"], gguf="ouro.context_length"),
+    "rms_norm_eps": Spec("float", 0, _F32_MAX, lo_open=True, f32=True, gguf="ouro.attention.layer_norm_rms_epsilon"),
+    "rope_theta": Spec("float", 0, _F32_MAX, default=10000.0, lo_open=True, f32=True, gguf="ouro.rope.freq_base"),
+    "total_ut_steps": Spec("int", 1, _L["n_loops"], gguf="ouro.num_loops"),
+    "early_exit_threshold": Spec("float", 0, _F32_MAX, default=1.0, f32=True, gguf="ouro.exit_gate.threshold"),
+    "tie_word_embeddings": Spec("bool", default=False),
+}
+# Flags looplm cannot run: refused when true; when present they must be real booleans.
+UNSUPPORTED_FLAGS = ("use_sliding_window", "attention_bias", "mlp_bias")
+
+
+def _show(v: object) -> str:
+    text = json.dumps(v) if isinstance(v, (str, int, float, bool, type(None))) else type(v).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _value(cfg: dict, key: str, spec: Spec, where: str) -> object:
+    v = cfg.get(key)
+    if v is None:
+        if spec.default is None:
+            raise ConfigError(f"{where}: missing key '{key}'")
+        return None if isinstance(spec.default, str) else spec.default  # str: derived later
+    bad = f"{where}: key '{key}' = {_show(v)}"
+    if spec.kind == "bool":
+        if not isinstance(v, bool):
+            raise ConfigError(f"{bad} must be true or false (a JSON boolean, not a string or number)")
+        return v
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (spec.kind == "int" and not isinstance(v, int)):
+        raise ConfigError(f"{bad} must be {'an integer' if spec.kind == 'int' else 'a number'}")
+    if spec.kind == "int":
+        if not spec.lo <= v <= spec.hi:
+            raise ConfigError(f"{bad} is out of range ({int(spec.lo)}..{int(spec.hi)}, as the runtime's {spec.gguf})")
+        return v
+    v = float(v)
+    low_ok = v > spec.lo if spec.lo_open else v >= spec.lo
+    if not math.isfinite(v) or not low_ok or v > spec.hi or (spec.f32 and spec.lo_open and np.float32(v) == 0):
+        rel = ">" if spec.lo_open else ">="
+        raise ConfigError(
+            f"{bad} must be a finite number {rel} {spec.lo:g} (as a float32, as the runtime's {spec.gguf})"
+        )
+    return v
+
+
+def _check_flags(cfg: dict, where: str) -> None:
+    model_type, archs = cfg.get("model_type"), cfg.get("architectures")
+    if archs is not None and (not isinstance(archs, list) or not all(isinstance(a, str) for a in archs)):
+        raise ConfigError(f"{where}: key 'architectures' = {_show(archs)} must be a list of strings")
+    if model_type is not None and not isinstance(model_type, str):
+        raise ConfigError(f"{where}: key 'model_type' = {_show(model_type)} must be a string")
+    if model_type != "ouro" and "OuroForCausalLM" not in (archs or []):
+        raise ConfigError(
+            f"{where}: model_type {model_type!r} / architectures {archs!r} is not Ouro "
+            "(expected model_type 'ouro' or OuroForCausalLM)"
+        )
+    if cfg.get("rope_scaling") is not None:
+        raise ConfigError(f"{where}: rope_scaling {_show(cfg['rope_scaling'])} is not supported")
+    for flag in UNSUPPORTED_FLAGS:
+        if flag in cfg and cfg[flag] is not None and not isinstance(cfg[flag], bool):
+            raise ConfigError(f"{where}: key '{flag}' = {_show(cfg[flag])} must be true or false")
+        if cfg.get(flag):
+            raise ConfigError(f"{where}: {flag} = true is not supported")
+    act = cfg.get("hidden_act", "silu")
+    if act != "silu":
+        raise ConfigError(f"{where}: hidden_act {_show(act)} is not supported (silu)")
+
+
 @dataclass(frozen=True)
 class OuroConfig:
     """The hyper-parameters of an Ouro checkpoint, read from its config.json."""
@@ -69,80 +176,36 @@ class OuroConfig:
 
     @classmethod
     def from_dict(cls, cfg: dict, where: str = "config.json") -> OuroConfig:
-        def get(key: str, kind: type, default: object = None) -> Any:
-            v = cfg.get(key, default)
-            if v is None:
-                raise ConfigError(f"{where}: missing key '{key}'")
-            if kind is float and isinstance(v, int) and not isinstance(v, bool):
-                v = float(v)
-            if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
-                raise ConfigError(f"{where}: key '{key}' must be {kind.__name__}, got {v!r}")
-            return v
-
-        model_type = cfg.get("model_type")
-        archs = cfg.get("architectures") or []
-        if model_type != "ouro" and "OuroForCausalLM" not in archs:
+        """Checks every value of config.json (CONFIG_KEYS, and the flags looplm cannot run)
+        before any work; the message names the file and the key."""
+        _check_flags(cfg, where)
+        v = {key: _value(cfg, key, spec, where) for key, spec in CONFIG_KEYS.items()}
+        heads, hidden = v["num_attention_heads"], v["hidden_size"]
+        if v["num_key_value_heads"] is None:
+            v["num_key_value_heads"] = heads
+        if v["head_dim"] is None:
+            if hidden % heads:
+                raise ConfigError(f"{where}: hidden_size {hidden} is not a multiple of num_attention_heads {heads}")
+            v["head_dim"] = hidden // heads
+            _value({"head_dim": v["head_dim"]}, "head_dim", CONFIG_KEYS["head_dim"], where)
+        if v["num_key_value_heads"] > heads or heads % v["num_key_value_heads"]:
             raise ConfigError(
-                f"{where}: model_type {model_type!r} / architectures {archs!r} is not Ouro "
-                "(expected model_type 'ouro' or OuroForCausalLM)"
+                f"{where}: num_attention_heads {heads} is not a multiple of num_key_value_heads "
+                f"{v['num_key_value_heads']}"
             )
-        if cfg.get("rope_scaling"):
-            raise ConfigError(f"{where}: rope_scaling {cfg['rope_scaling']!r} is not supported")
-        if cfg.get("use_sliding_window"):
-            raise ConfigError(f"{where}: use_sliding_window = true is not supported")
-        if cfg.get("hidden_act", "silu") != "silu":
-            raise ConfigError(f"{where}: hidden_act {cfg['hidden_act']!r} is not supported (silu)")
-        if cfg.get("attention_bias") or cfg.get("mlp_bias"):
-            raise ConfigError(f"{where}: attention/MLP biases are not supported")
-
-        heads = get("num_attention_heads", int)
-        hidden = get("hidden_size", int)
-        c = cls(
-            vocab_size=get("vocab_size", int),
-            hidden_size=hidden,
-            intermediate_size=get("intermediate_size", int),
-            num_hidden_layers=get("num_hidden_layers", int),
-            num_attention_heads=heads,
-            num_key_value_heads=get("num_key_value_heads", int, heads),
-            head_dim=get("head_dim", int, hidden // heads if heads else 0),
-            max_position_embeddings=get("max_position_embeddings", int),
-            rms_norm_eps=get("rms_norm_eps", float),
-            rope_theta=get("rope_theta", float, 10000.0),
-            total_ut_steps=get("total_ut_steps", int),
-            early_exit_threshold=get("early_exit_threshold", float, 1.0),
-            tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-            name_or_path=str(cfg.get("_name_or_path") or ""),
-        )
-        for key in (
-            "vocab_size",
-            "hidden_size",
-            "intermediate_size",
-            "num_hidden_layers",
-            "num_attention_heads",
-            "num_key_value_heads",
-            "head_dim",
-            "total_ut_steps",
-        ):
-            if getattr(c, key) <= 0:
-                raise ConfigError(f"{where}: key '{key}' must be positive")
-        if c.num_attention_heads % c.num_key_value_heads:
-            raise ConfigError(f"{where}: num_attention_heads is not a multiple of num_key_value_heads")
-        if c.head_dim % 2:
-            raise ConfigError(f"{where}: head_dim {c.head_dim} must be even for RoPE")
-        return c
+        if v["head_dim"] % 2:
+            raise ConfigError(f"{where}: head_dim {v['head_dim']} must be even for RoPE")
+        name = cfg.get("_name_or_path") or ""
+        if not isinstance(name, str):
+            raise ConfigError(f"{where}: key '_name_or_path' must be a string, got {_show(name)}")
+        return cls(**v, name_or_path=name)
 
     @classmethod
     def load(cls, folder: Path) -> OuroConfig:
         path = folder / "config.json"
         if not path.exists():
             raise ConfigError(f"{path}: missing (not a HF model folder?)")
-        try:
-            cfg = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"{path}: cannot parse ({e})") from e
-        if not isinstance(cfg, dict):
-            raise ConfigError(f"{path}: not a JSON object")
-        return cls.from_dict(cfg, str(path))
+        return cls.from_dict(jsonfile.load_object(path, ConfigError), str(path))
 
     def expected_shapes(self) -> dict[str, tuple[int, ...]]:
         """HF tensor name -> numpy shape, for every tensor the checkpoint must hold, in upstream's

@@ -9,13 +9,13 @@ resident memory near the largest tensor, not the checkpoint size.
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from pathlib import Path
 
 import numpy as np
 
+from . import jsonfile
 from .errors import ConvertError
 
 # safetensors dtype -> (numpy dtype used to read it, bytes per element)
@@ -33,6 +33,15 @@ DTYPES: dict[str, np.dtype] = {
 }
 
 MAX_HEADER = 100 * 1024 * 1024  # the safetensors library's own limit
+
+
+def _is_count(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _short(v: object) -> str:
+    text = repr(v)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class SafetensorsError(ConvertError):
@@ -68,30 +77,37 @@ class SafetensorsFile:
                 raw = f.read(n)
         except OSError as e:
             raise SafetensorsError(f"{self.path}: cannot read: {e.strerror or e}") from e
-        try:
-            header = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise SafetensorsError(f"{self.path}: header is not valid JSON ({e})") from e
+        header = jsonfile.parse(raw, f"{self.path}: header", SafetensorsError)
         if not isinstance(header, dict):
             raise SafetensorsError(f"{self.path}: header is not a JSON object")
         self.data_start = 8 + n
         data_size = size - self.data_start
         self.metadata = header.pop("__metadata__", None) or {}
+        if not isinstance(self.metadata, dict):
+            raise SafetensorsError(f"{self.path}: __metadata__ is not an object")
         self.tensors: dict[str, TensorInfo] = {}
         for name, entry in header.items():
             self.tensors[name] = self._check_entry(name, entry, data_size)
+        self._check_overlaps()
+
+    def _check_overlaps(self) -> None:
+        """Two tensors whose data share bytes: one of them is not what its name says."""
+        spans = sorted((t.begin, t.end, t.name) for t in self.tensors.values() if t.end > t.begin)
+        for (_, end_a, a), (begin_b, _, b) in zip(spans, spans[1:]):
+            if begin_b < end_a:
+                raise SafetensorsError(f"{self.path}: tensors '{a}' and '{b}' have overlapping data_offsets")
 
     def _check_entry(self, name: str, entry: object, data_size: int) -> TensorInfo:
         where = f"{self.path}: tensor '{name}'"
         if not isinstance(entry, dict):
             raise SafetensorsError(f"{where}: header entry is not an object")
         dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-        if dtype not in DTYPES:
-            raise SafetensorsError(f"{where}: unsupported dtype {dtype!r}")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise SafetensorsError(f"{where}: invalid shape {shape!r}")
-        if not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(o, int) for o in offsets):
-            raise SafetensorsError(f"{where}: invalid data_offsets {offsets!r}")
+        if not isinstance(dtype, str) or dtype not in DTYPES:
+            raise SafetensorsError(f"{where}: unsupported dtype {_short(dtype)}")
+        if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
+            raise SafetensorsError(f"{where}: invalid shape {_short(shape)} (a list of non-negative integers)")
+        if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_count(o) for o in offsets):
+            raise SafetensorsError(f"{where}: invalid data_offsets {_short(offsets)} (two non-negative integers)")
         begin, end = offsets
         if not 0 <= begin <= end <= data_size:
             raise SafetensorsError(f"{where}: data [{begin}, {end}) lies outside the data section ({data_size} bytes)")
@@ -128,11 +144,8 @@ class Checkpoint:
         self.files: dict[Path, SafetensorsFile] = {}
         self.where: dict[str, TensorInfo] = {}
         if index.exists():
-            try:
-                data = json.loads(index.read_text())
-                weight_map = data["weight_map"] if isinstance(data, dict) else None
-            except (OSError, ValueError, KeyError) as e:
-                raise SafetensorsError(f"{index}: not a valid safetensors index ({e})") from e
+            data = jsonfile.load(index, SafetensorsError)
+            weight_map = data.get("weight_map") if isinstance(data, dict) else None
             if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
                 raise SafetensorsError(
                     f"{index}: not a valid safetensors index ('weight_map' must map tensor names to shard file names)"

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import jsonfile
 from .errors import ConvertError
 
 # GGUF token types
@@ -33,31 +34,36 @@ class Vocab:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise TokenizerError(f"{path}: cannot parse ({e})") from e
-    if not isinstance(data, dict):
-        raise TokenizerError(f"{path}: not a JSON object")
-    return data
+    return jsonfile.load_object(path, TokenizerError)
 
 
 def _check_pre_tokenizer(pre: object, path: Path) -> None:
+    parts = pre.get("pretokenizers") if isinstance(pre, dict) else None
     ok = (
         isinstance(pre, dict)
         and pre.get("type") == "Sequence"
-        and len(pre.get("pretokenizers", [])) == 2
-        and pre["pretokenizers"][0].get("type") == "Digits"
-        and pre["pretokenizers"][0].get("individual_digits") is True
-        and pre["pretokenizers"][1].get("type") == "ByteLevel"
-        and not pre["pretokenizers"][1].get("add_prefix_space", False)
-        and pre["pretokenizers"][1].get("use_regex", True)
+        and isinstance(parts, list)
+        and len(parts) == 2
+        and all(isinstance(p, dict) for p in parts)
+        and parts[0].get("type") == "Digits"
+        and parts[0].get("individual_digits") is True
+        and parts[1].get("type") == "ByteLevel"
+        and parts[1].get("add_prefix_space", False) is False
+        and parts[1].get("use_regex", True) is True
     )
     if not ok:
+        try:
+            shown = json.dumps(pre)[:200]
+        except (RecursionError, ValueError):
+            shown = type(pre).__name__
         raise TokenizerError(
-            f"{path}: unsupported pre_tokenizer {json.dumps(pre)[:200]} (looplm supports "
+            f"{path}: unsupported pre_tokenizer {shown} (looplm supports "
             "SmolLM2's, llama.cpp 'smollm': Digits(individual) + ByteLevel)"
         )
+
+
+def _is_id(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 def _token_text(v: object) -> str | None:
@@ -82,14 +88,31 @@ def load_vocab(folder: Path, vocab_size: int) -> Vocab:
     if not isinstance(vocab, dict) or not vocab:
         raise TokenizerError(f"{path}: model.vocab must be a non-empty object")
 
+    ids: dict[int, str] = {}
+    for text, i in vocab.items():
+        if not _is_id(i):
+            raise TokenizerError(f"{path}: model.vocab: token {text[:40]!r} has id {i!r}, not a non-negative integer")
+        if i in ids:
+            raise TokenizerError(f"{path}: model.vocab: tokens {ids[i][:40]!r} and {text[:40]!r} share id {i}")
+        ids[i] = text
+    added_list = tj.get("added_tokens") or []
+    if not isinstance(added_list, list):
+        raise TokenizerError(f"{path}: added_tokens must be a list, not {type(added_list).__name__}")
     added = {}
-    for t in tj.get("added_tokens") or []:
-        if not isinstance(t, dict) or not isinstance(t.get("id"), int) or not isinstance(t.get("content"), str):
-            raise TokenizerError(f"{path}: malformed added_tokens entry {t!r}")
-        added[t["id"]] = t
-    ids = {**{i: s for s, i in vocab.items()}, **{i: t["content"] for i, t in added.items()}}
-    if any(not isinstance(i, int) or i < 0 for i in ids):
-        raise TokenizerError(f"{path}: token ids must be non-negative integers")
+    for t in added_list:
+        if not isinstance(t, dict) or not _is_id(t.get("id")) or not isinstance(t.get("content"), str):
+            raise TokenizerError(f"{path}: malformed added_tokens entry {str(t)[:80]}")
+        i, text = t["id"], t["content"]
+        if (i in added and added[i]["content"] != text) or (i in ids and ids[i] != text and i not in added):
+            other = added[i]["content"] if i in added else ids[i]
+            raise TokenizerError(f"{path}: added_tokens: tokens {other[:40]!r} and {text[:40]!r} share id {i}")
+        added[i] = t
+    ids.update({i: t["content"] for i, t in added.items()})
+    texts: dict[str, int] = {}
+    for i, text in sorted(ids.items()):
+        if text in texts:
+            raise TokenizerError(f"{path}: token {text[:40]!r} has two ids, {texts[text]} and {i}")
+        texts[text] = i
     n = max(vocab_size, max(ids) + 1)
     if n > vocab_size:
         raise TokenizerError(f"{path}: token id {max(ids)} does not fit config.json vocab_size {vocab_size}")
@@ -106,11 +129,14 @@ def load_vocab(folder: Path, vocab_size: int) -> Vocab:
             types.append(UNUSED)
 
     merges = []
-    for m in model.get("merges") or []:
+    merge_list = model.get("merges") or []
+    if not isinstance(merge_list, list):
+        raise TokenizerError(f"{path}: model.merges must be a list, not {type(merge_list).__name__}")
+    for m in merge_list:
         if isinstance(m, list) and len(m) == 2 and all(isinstance(p, str) for p in m):
             m = f"{m[0]} {m[1]}"
         if not isinstance(m, str) or m.count(" ") != 1:
-            raise TokenizerError(f"{path}: malformed merge {m!r}")
+            raise TokenizerError(f"{path}: malformed merge {str(m)[:80]}")
         merges.append(m)
 
     v = Vocab(tokens=tokens, token_types=types, merges=merges)
@@ -123,7 +149,7 @@ def load_vocab(folder: Path, vocab_size: int) -> Vocab:
         text = _token_text(tc.get(f"{role}_token"))
         if text is not None and text in index:
             v.special_ids[role] = index[text]
-        elif isinstance(gen.get(f"{role}_token_id"), int):
+        elif _is_id(gen.get(f"{role}_token_id")):
             v.special_ids[role] = gen[f"{role}_token_id"]
     if "<|im_end|>" in index:
         v.special_ids["eot"] = index["<|im_end|>"]
@@ -137,7 +163,10 @@ def load_vocab(folder: Path, vocab_size: int) -> Vocab:
         named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
         template = named.get("default")
     v.chat_template = template if isinstance(template, str) else None
-    v.add_bos = bool(tc.get("add_bos_token", False))
+    add_bos = tc.get("add_bos_token", False)
+    if add_bos is not None and not isinstance(add_bos, bool):
+        raise TokenizerError(f"{tc_path}: add_bos_token = {str(add_bos)[:40]!r} must be true or false")
+    v.add_bos = bool(add_bos)
     return v
 
 

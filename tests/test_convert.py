@@ -288,13 +288,13 @@ BAD_CASES = {
     ),
     "bad_json": (
         lambda f: (f / "model.safetensors").write_bytes(struct.pack("<Q", 5) + b"{oops"),
-        "not valid JSON",
+        "header: cannot parse",
     ),
     "truncated_file": (lambda f: (f / "model.safetensors").write_bytes(b"\x01\x02"), "too short"),
     "missing_tokenizer": (lambda f: (f / "tokenizer.json").unlink(), "tokenizer.json"),
     "bad_config_json": (lambda f: (f / "config.json").write_text("{"), "config.json: cannot parse"),
     "config_not_object": (lambda f: (f / "config.json").write_text("[]"), "config.json: not a JSON object"),
-    "config_wrong_type": (lambda f: _edit_config(f, hidden_size="64"), "key 'hidden_size' must be int"),
+    "config_wrong_type": (lambda f: _edit_config(f, hidden_size="64"), "key 'hidden_size' = \"64\" must be an integer"),
     "bad_tokenizer_json": (lambda f: (f / "tokenizer.json").write_bytes(b"\xff{"), "tokenizer.json: cannot parse"),
     "bad_tokenizer_config": (
         lambda f: (f / "tokenizer_config.json").write_text("{oops"),
@@ -308,7 +308,7 @@ BAD_CASES = {
         lambda f: (f / "generation_config.json").write_text("nope"),
         "generation_config.json: cannot parse",
     ),
-    "bad_index_json": (lambda f: _write_index(f, lambda names: b"{oops"), "not a valid safetensors index"),
+    "bad_index_json": (lambda f: _write_index(f, lambda names: b"{oops"), "model.safetensors.index.json: cannot parse"),
     "index_not_object": (lambda f: _write_index(f, lambda names: []), "not a valid safetensors index"),
     "index_without_weight_map": (lambda f: _write_index(f, lambda names: {"metadata": {}}), "weight_map"),
     "index_shard_not_a_string": (

@@ -14,6 +14,7 @@
 #include <stdexcept>
 
 #include "model/context.h"
+#include "model/limits.h"
 #include "quant/quantize.h"
 #include "quant/traits.h"
 #include "runtime/fault.h"
@@ -43,7 +44,7 @@ Context::Context(const Model & model, const ContextParams & p)
       kv_((share_ == KVShare::Last ? 1 : max_loops_) * cfg_.n_layer, static_cast<int64_t>(cfg_.n_head_kv) * cfg_.head_dim,
           p.n_ctx, p.type_k.value_or(p.kv_type), p.type_v.value_or(p.kv_type)) {
     if (p.n_ctx < 1) throw std::invalid_argument("n_ctx must be >= 1");
-    if (max_loops_ > 64) throw std::invalid_argument("loops must be in 1..64");
+    if (max_loops_ > limits::kLoops) throw std::invalid_argument("loops must be in 1.." + std::to_string(limits::kLoops));
     if (n_batch_ < 1) throw std::invalid_argument("n_batch must be >= 1");
     for (DType t : {kv_.type_k(), kv_.type_v()}) {
         if ((t == DType::Q8_0 || t == DType::Q4_0) && cfg_.head_dim % 32 != 0) {

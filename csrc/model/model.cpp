@@ -5,6 +5,7 @@
 #include <set>
 
 #include "model/model.h"
+#include "model/limits.h"
 #include "quant/blocks.h"
 #include "quant/quantize.h"
 #include "quant/traits.h"
@@ -149,28 +150,28 @@ Model::Model(const std::string & path, bool use_mmap, bool use_mlock)
         f.fail("architecture " + GGUFFile::quote(c.arch) + " is not supported (looplm runs 'ouro', 'llama' and 'nanbeige')");
     }
     Loader ld(f, c.arch);
-    c.n_embd = ld.count("embedding_length", 1 << 16);
-    c.n_layer = static_cast<int>(ld.count("block_count", 4096));
-    c.n_ff = ld.count("feed_forward_length", 1 << 20);
-    c.n_head = static_cast<int>(ld.count("attention.head_count", 4096));
+    c.n_embd = ld.count("embedding_length", limits::kEmbd);
+    c.n_layer = static_cast<int>(ld.count("block_count", limits::kLayers));
+    c.n_ff = ld.count("feed_forward_length", limits::kFF);
+    c.n_head = static_cast<int>(ld.count("attention.head_count", limits::kHeads));
     c.n_head_kv = f.has(ld.key("attention.head_count_kv"))
                       ? static_cast<int>(ld.count("attention.head_count_kv", c.n_head))
                       : c.n_head;
-    c.n_ctx_train = ld.count("context_length", INT32_MAX);
+    c.n_ctx_train = ld.count("context_length", limits::kCtx);
     if (c.n_head % c.n_head_kv != 0) {
         f.fail("head_count " + std::to_string(c.n_head) + " is not a multiple of head_count_kv " +
                std::to_string(c.n_head_kv));
     }
     c.head_dim = f.has(ld.key("attention.key_length"))
-                     ? static_cast<int>(ld.count("attention.key_length", 1024))
+                     ? static_cast<int>(ld.count("attention.key_length", limits::kHeadDim))
                      : static_cast<int>(c.n_embd / c.n_head);
-    if (f.has(ld.key("attention.value_length")) && ld.count("attention.value_length", 1024) != c.head_dim) {
+    if (f.has(ld.key("attention.value_length")) && ld.count("attention.value_length", limits::kHeadDim) != c.head_dim) {
         f.fail("attention.value_length differs from key_length (not supported)");
     }
     if (c.head_dim % 2 != 0 || (!f.has(ld.key("attention.key_length")) && c.n_embd % c.n_head != 0)) {
         f.fail("head dimension " + std::to_string(c.head_dim) + " is invalid");
     }
-    if (f.has(ld.key("rope.dimension_count")) && ld.count("rope.dimension_count", 1024) != c.head_dim) {
+    if (f.has(ld.key("rope.dimension_count")) && ld.count("rope.dimension_count", limits::kHeadDim) != c.head_dim) {
         f.fail("partial rotary embeddings (rope.dimension_count != head dim) are not supported");
     }
     const std::string scaling = f.get_string(ld.key("rope.scaling.type"), "none");
@@ -181,7 +182,10 @@ Model::Model(const std::string & path, bool use_mmap, bool use_mlock)
         f.fail("rms epsilon and rope.freq_base must be positive and finite");
     }
     const uint64_t n_loops = f.get_uint(ld.key("num_loops"), 1);  // range-checked before the cast
-    if (n_loops < 1 || n_loops > 64) f.fail("key '" + ld.key("num_loops") + "' = " + std::to_string(n_loops) + " must be in 1..64");
+    if (n_loops < 1 || n_loops > static_cast<uint64_t>(limits::kLoops)) {
+        f.fail("key '" + ld.key("num_loops") + "' = " + std::to_string(n_loops) + " must be in 1.." +
+               std::to_string(limits::kLoops));
+    }
     c.n_loops = static_cast<int>(n_loops);
     if (f.get_bool(ld.key("skip_loop_final_norm"), false)) {
         f.fail("skip_loop_final_norm = true is not supported (Ouro norms between loops)");
@@ -210,6 +214,7 @@ Model::Model(const std::string & path, bool use_mmap, bool use_mlock)
     const GGUFTensor * embd = f.tensor("token_embd.weight");
     if (!embd) f.fail("missing tensor 'token_embd.weight'");
     c.n_vocab = embd->ne[1];
+    if (c.n_vocab > limits::kVocab) f.fail("token_embd.weight has " + std::to_string(c.n_vocab) + " rows, above 2^31 - 1");
     if (f.has(ld.key("vocab_size")) && static_cast<int64_t>(f.get_uint(ld.key("vocab_size"))) != c.n_vocab) {
         f.fail("'" + ld.key("vocab_size") + "' disagrees with token_embd.weight");
     }

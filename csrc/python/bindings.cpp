@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "model/limits.h"
 #include "python/bindings.h"
 #include "python/gguf_values.h"
 #include "runtime/cpu_features.h"
@@ -43,6 +44,21 @@ PYBIND11_MODULE(_core, m) {
         for (int i = 0; i < n; i++) names.emplace_back(k[i]->name);
         return names;
     });
+    m.def(
+        "config_limits",
+        [] {
+            py::dict d;
+            d["n_embd"] = limits::kEmbd;
+            d["n_layer"] = limits::kLayers;
+            d["n_ff"] = limits::kFF;
+            d["n_head"] = limits::kHeads;
+            d["head_dim"] = limits::kHeadDim;
+            d["n_ctx_train"] = limits::kCtx;
+            d["n_loops"] = limits::kLoops;
+            d["n_vocab"] = limits::kVocab;
+            return d;
+        },
+        "Upper bounds of the hyper-parameters the loader accepts (model/limits.h).");
     m.def("cpu_features", [] { return std::string(cpu_features()); });
     m.def("build_info", [] {
         py::dict d;

@@ -1,5 +1,6 @@
-"""Chat prompts: the GGUF's Jinja chat template (rendered as HF transformers does), or
-ChatML when the file has none; ``enable_thinking`` for the Thinking variants."""
+"""Chat prompts: the GGUF's Jinja chat template (rendered as HF transformers does, in a
+sandbox on a budget: looplm/template.py), or ChatML when the file has none;
+``enable_thinking`` for the Thinking variants."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def render(
     enable_thinking: bool = False,
     bos_token: str = "",
     eos_token: str = "",
+    where: str = "",
 ) -> str:
     """Renders a conversation to the prompt text.
 
@@ -42,28 +44,25 @@ def render(
         enable_thinking: Thinking variants: open the reply with ``<think>\\n`` (passed to
             templates that handle ``enable_thinking`` themselves).
         bos_token, eos_token: the values templates may refer to.
+        where: the template's file (the model), named in errors.
+
+    Raises:
+        ValueError: bad messages; a template that fails or exceeds its budget
+            (looplm.template.TemplateError, one line naming ``where``).
     """
-    import jinja2
-    import jinja2.sandbox
+    from .template import render_template
 
     _check(messages)
     source = template or CHATML
-    env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-
-    def raise_exception(msg: str) -> None:
-        raise ValueError(f"chat template: {msg}")
-
-    env.globals["raise_exception"] = raise_exception
-    try:
-        text = env.from_string(source).render(
-            messages=messages,
-            add_generation_prompt=add_generation_prompt,
-            enable_thinking=enable_thinking,
-            bos_token=bos_token,
-            eos_token=eos_token,
-        )
-    except jinja2.TemplateError as e:
-        raise ValueError(f"chat template cannot be rendered: {e}") from e
+    text = render_template(
+        source,
+        where,
+        messages=messages,
+        add_generation_prompt=add_generation_prompt,
+        enable_thinking=enable_thinking,
+        bos_token=bos_token,
+        eos_token=eos_token,
+    )
     if (
         enable_thinking
         and add_generation_prompt

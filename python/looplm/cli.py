@@ -290,6 +290,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if (args.prompt is None) == (args.file is None):
         raise UsageError("give the prompt with exactly one of -p/--prompt or -f/--file")
+    if args.prompt is not None and any("\udc80" <= ch <= "\udcff" for ch in args.prompt):
+        raise UsageError("-p/--prompt is not valid UTF-8 text")  # argv bytes kept as surrogates
     prompt = args.prompt if args.prompt is not None else read_prompt(args.file)
     sampling = sampling_from(args)
     model = load_model(args)
@@ -297,7 +299,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         msgs = ([{"role": "system", "content": args.system}] if args.system else []) + [
             {"role": "user", "content": prompt}
         ]
-        prompt = render(msgs, model.chat_template, enable_thinking=args.think)
+        prompt = render(msgs, model.chat_template, enable_thinking=args.think, where=model.path)
     generate_and_show(model, prompt, args, sampling)
     return 0
 

@@ -45,7 +45,11 @@ def _run(model: Model, prompt: str | list[int], opts: GenerationOptions) -> Iter
         if r.text:
             yield r.text
         finish = r.finish_reason or finish
-    n_ctx_prompt = len(model.tokenize(prompt, special=True)) if isinstance(prompt, str) else len(prompt)
+    n_ctx_prompt = (
+        len(model.tokenize(prompt, special=True))
+        if isinstance(prompt, (str, bytes, bytearray, memoryview))
+        else len(prompt)
+    )
     usage = CompletionUsage(
         prompt_tokens=n_ctx_prompt, completion_tokens=len(exits), total_tokens=n_ctx_prompt + len(exits)
     )
@@ -141,7 +145,7 @@ def create_chat_completion(
     unknown = sorted(set(opts) - _COMPLETION_OPTIONS)
     if unknown:  # named here, not as an error of create_completion
         raise TypeError(f"create_chat_completion() got an unexpected keyword argument {unknown[0]!r}")
-    prompt = render(messages, model.chat_template, enable_thinking=enable_thinking)
+    prompt = render(messages, model.chat_template, enable_thinking=enable_thinking, where=model.path)
     result = create_completion(model, prompt, **opts)
     cid, created = f"chatcmpl-{uuid.uuid4()}", int(time.time())
     if not isinstance(result, dict):

@@ -117,7 +117,9 @@ def token_stream(model: Model, prompt: str | list[int], opts: GenerationOptions)
     cannot slip in between two evaluations.
     """
     run = model.resolve(opts.ouro)  # the options' meaning, once, before any work
-    ids = model.tokenize(prompt, special=True) if isinstance(prompt, str) else list(prompt)
+    # bytes are text, as for tokenize (a list of their values would be token ids)
+    text = isinstance(prompt, (str, bytes, bytearray, memoryview))
+    ids = model.tokenize(prompt, special=True) if text else list(prompt)  # type: ignore[arg-type]
     if not ids:
         raise ValueError("the prompt is empty")
     if len(ids) >= model.n_ctx:

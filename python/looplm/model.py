@@ -128,7 +128,7 @@ class Model:
         self._hold = _Hold()
         load = OuroOptions(loops, exit_threshold, exit_mode, exit_at_step, kv_fill)
         self._m = _core.Model(
-            path, n_ctx, n_threads or 0, load.loops or 0, kv_type, kernels or "", n_batch,
+            os.fsencode(path), n_ctx, n_threads or 0, load.loops or 0, kv_type, kernels or "", n_batch,
             run_loops=None, exit_threshold=load.exit_threshold, exit_mode=load.exit_mode,
             exit_at_step=load.exit_at_step, kv_fill=load.kv_fill, use_mmap=bool(use_mmap), use_mlock=bool(use_mlock),
             type_k=type_k, type_v=type_v, kv_share=kv_share,
@@ -243,23 +243,40 @@ class Model:
         """Text -> token ids with the GGUF's tokenizer (no BOS is added).
 
         Args:
+            text: a string, or its UTF-8 bytes (``bytes``, ``bytearray``, ``memoryview``).
             special: match special-token texts such as ``<|im_start|>`` as their ids (HF
                 tokenizers' default); False tokenizes them as plain text (llama.cpp's default).
+
+        Raises:
+            ValueError: ``text`` is neither text nor bytes (``bytes(5)`` would be five NULs).
         """
-        raw = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        if isinstance(text, str):
+            try:
+                raw = text.encode("utf-8")
+            except UnicodeEncodeError as e:  # a lone surrogate: a byte that was not UTF-8 (surrogateescape)
+                raise ValueError(f"text is not valid UTF-8 (U+{ord(text[e.start]):04X} at {e.start})") from None
+        elif isinstance(text, (bytes, bytearray, memoryview)):
+            raw = bytes(text)
+        else:
+            raise ValueError(f"text must be a str or bytes, got {type(text).__name__}")
         return self._m.tokenize(raw, special)
+
+    def _token_id(self, token: object) -> int:
+        if not isinstance(token, (int, np.integer)) or isinstance(token, bool) or not 0 <= token < self._n_vocab:
+            raise ValueError(f"token id {token!r} is out of range (vocabulary of {self._n_vocab})")
+        return int(token)
 
     def detokenize(self, tokens: list[int]) -> str:
         """Token ids -> text (special tokens rendered as their text)."""
-        return self._m.detokenize([int(t) for t in tokens]).decode("utf-8", errors="replace")
+        return self._m.detokenize([self._token_id(t) for t in tokens]).decode("utf-8", errors="replace")
 
     def token_bytes(self, token: int) -> bytes:
         """The raw bytes of one token (a piece of a UTF-8 sequence for byte tokens)."""
-        return self._m.token_bytes(int(token))
+        return self._m.token_bytes(self._token_id(token))
 
     def token_type(self, token: int) -> int:
         """GGUF token type: 1 normal, 3 control, 4 user-defined, 5 unused, ..."""
-        return self._m.token_type(int(token))
+        return self._m.token_type(self._token_id(token))
 
     @property
     def stop_ids(self) -> list[int]:
@@ -386,5 +403,40 @@ class Model:
             f"n_ctx {c['n_ctx']} | {build_info()}"
         )
 
+    # ---------------------------------------------------------------- lifetime
+
+    def close(self) -> None:
+        """Releases the model: unmaps the file and frees the KV cache (as llama-cpp-python's
+        ``close``). Any later call raises ValueError; closing twice is harmless.
+
+        Raises:
+            RuntimeError: another thread is using the model (it stays open).
+        """
+        with self._hold:
+            self._m = _Closed(self.path)
+            self._load_options = _Closed(self.path)  # a view into the native model keeps it alive
+
+    @property
+    def closed(self) -> bool:
+        return isinstance(self._m, _Closed)
+
+    def __enter__(self) -> Model:  # noqa: PYI034 - Model is not subclassed
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
+        if self.closed:
+            return f"<looplm.Model {self.path!r} closed>"
         return f"<looplm.Model {self.path!r} n_past={self.n_past}>"
+
+
+class _Closed:
+    """Stands for the native model after close(): every use is a clear error."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def __getattr__(self, name: str) -> Any:
+        raise ValueError(f"{self._path}: the model is closed")
