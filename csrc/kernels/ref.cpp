@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/kernels.h"
+#include "kernels/ref_kquants.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
 #include "quant/quantize.h"
@@ -168,6 +169,19 @@ void gemm_q8_0(int64_t n, const void * w, size_t ws, int64_t nr, const void * x,
     tile(dot_q8_0, n, w, ws, nr, x, xs, nc, out, ldo);
 }
 
+// The newer types' tiles, of the dots in kernels/ref_kquants.cpp.
+#define LOOPLM_REF_GEMM(T)                                                                                  \
+    void gemm_##T(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc, \
+                  float * out, size_t ldo) {                                                                \
+        tile(dot_##T##_ref, n, w, ws, nr, x, xs, nc, out, ldo);                                             \
+    }
+LOOPLM_REF_GEMM(q5_0)
+LOOPLM_REF_GEMM(q5_1)
+LOOPLM_REF_GEMM(q4_K)
+LOOPLM_REF_GEMM(q5_K)
+LOOPLM_REF_GEMM(q6_K)
+#undef LOOPLM_REF_GEMM
+
 LOOPLM_FLOAT_GEMMS
 
 }  // namespace
@@ -190,7 +204,7 @@ extern const Kernels kernels_ref = {
     "ref",       quantize_q8, gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_f16, gemm_bf16, gemm_f32,
     nullptr,     nullptr,     nullptr,   nullptr,   nullptr,  // no packed GEMM: the plain one is the spec
     dot_f16_f32, dot_f32,     axpy_f16,  axpy_f32,  f32_to_f16, silu_mul,
-    nullptr,     nullptr,     nullptr,   nullptr,   nullptr,    nullptr,  // Q5_0, Q5_1, Q8_K, K-quants
+    gemm_q5_0,   gemm_q5_1,   quantize_q8k_ref, gemm_q4_K, gemm_q5_K, gemm_q6_K,
     dot_q8_0_f32, dot_q4_0_f32, axpy_q8_0, axpy_q4_0,  // quantized KV rows
 };
 

@@ -16,6 +16,7 @@
 #include "model/context.h"
 #include "quant/quantize.h"
 #include "quant/traits.h"
+#include "runtime/fault.h"
 
 namespace looplm {
 
@@ -146,6 +147,7 @@ void Context::eval_part(const int32_t * tokens, int64_t n, const RunOptions & op
     try {
         kv_.ensure(n_past_ + n);
         if (chunk_) chunk_->ensure(n_past_ + n - chunk_start_);
+        fault::point("eval.kv");
         for (int64_t done = 0; done < n; done += n_batch_) {
             const int64_t m = std::min(n_batch_, n - done);
             const bool last = done + m == n;
@@ -195,6 +197,7 @@ void Context::forward(const int32_t * tokens, int64_t n, const RunOptions & opts
     for (int64_t i = 0; i < n; i++) {
         dequantize_row(model_.token_embd.type, model_.token_embd.row(tokens[i]), h + i * E, E);
     }
+    fault::point("forward.embed");
     int32_t * pos = grow(pos_, n);
     int64_t * idx = grow(idx_, n);
     for (int64_t i = 0; i < n; i++) {
@@ -207,6 +210,7 @@ void Context::forward(const int32_t * tokens, int64_t n, const RunOptions & opts
     exit_steps_.resize(static_cast<size_t>(n_past_ + n));
     tokens_.insert(tokens_.end(), tokens, tokens + n);
     if (runs_.empty() || runs_.back().opts != opts) runs_.push_back({n_past_, opts});
+    fault::point("forward.commit");  // the context's lists already hold this batch
     const int n_loops = opts.loops;
     const ExitPolicy & policy = opts.exit;
 
@@ -245,6 +249,7 @@ void Context::forward(const int32_t * tokens, int64_t n, const RunOptions & opts
     for (int64_t r = 0; r < na; r++) finish_position(policy, n_loops - 1, pos[r]);
     n_past_ += n;
     runs_.back().end = n_past_;
+    fault::point("forward.logits");  // the batch is in the context, its logits not yet computed
 
     if (n_out > 0) {  // logits = lm_head(h at each token's exit step)
         ops_.prepare(model_.output.type, out_h, n_out, E, act_);
@@ -265,6 +270,7 @@ void Context::block(const LayerWeights & w, int loop, int layer, int64_t n) {
     float * g = grow(g_, n * F);
     float * u = grow(u_, n * F);
     const int32_t * pos = pos_.data();
+    fault::point("forward.block");
 
     // attention: h += post_attention_norm(wo . attn(rope(wq x), rope(wk x), wv x)), x = attn_norm(h)
     ops_.rmsnorm(h, w.attn_norm.data(), xb, n, E, cfg_.rms_eps);

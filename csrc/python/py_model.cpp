@@ -86,26 +86,20 @@ class PyModel {
         const int64_t n = tokens.shape(0);
         const int64_t vocab = model_.config().n_vocab;
         std::vector<int32_t> ids(tokens.data(), tokens.data() + n);
-        std::vector<float> out;
+        // Before sizing the logits by n: a request that cannot fit must not allocate them.
+        check_fits(n);
+        // The result is allocated before the evaluation (not under the claim: making a Python
+        // object may run other Python code), so no failure can follow a successful eval: a
+        // call that fails leaves the context as it was.
+        py::array_t<float> out = all_logits ? py::array_t<float>({n, vocab}) : py::array_t<float>(vocab);
+        float * data = out.mutable_data();
         {
             auto lock = claim();
-            // Before sizing the logits by n: a request that cannot fit must not allocate them.
-            if (n > ctx_->kv().n_ctx() - ctx_->n_past()) {
-                throw std::length_error("context overflow: " + std::to_string(ctx_->n_past()) + " tokens in the context + " +
-                                        std::to_string(n) + " new > n_ctx " + std::to_string(ctx_->kv().n_ctx()));
-            }
-            out.resize(static_cast<size_t>((all_logits ? n : 1) * vocab));
+            check_fits(n);  // again, under the claim
             py::gil_scoped_release release;
-            ctx_->eval(ids.data(), n, opts, all_logits, out.data());
+            ctx_->eval(ids.data(), n, opts, all_logits, data);
         }
-        if (all_logits) {
-            py::array_t<float> a({n, vocab});
-            std::memcpy(a.mutable_data(), out.data(), out.size() * sizeof(float));
-            return a;
-        }
-        py::array_t<float> a(vocab);
-        std::memcpy(a.mutable_data(), out.data(), out.size() * sizeof(float));
-        return a;
+        return out;
     }
 
     void reset() {
@@ -123,24 +117,22 @@ class PyModel {
     // KeyboardInterrupt then leaves a consistent context of the chunks already evaluated.
     py::array_t<float> prefill(const std::vector<int32_t> & tokens, const RunOptions & opts) {
         const int64_t n = static_cast<int64_t>(tokens.size());
-        std::vector<float> out;
+        if (n > ctx_->kv().n_ctx()) {
+            throw std::length_error("context overflow: a prompt of " + std::to_string(n) + " tokens > n_ctx " +
+                                    std::to_string(ctx_->kv().n_ctx()));
+        }
+        py::array_t<float> out(static_cast<py::ssize_t>(model_.config().n_vocab));  // before any work, as in eval
+        float * data = out.mutable_data();
         {
             auto lock = claim();
-            if (n > ctx_->kv().n_ctx()) {
-                throw std::length_error("context overflow: a prompt of " + std::to_string(n) + " tokens > n_ctx " +
-                                        std::to_string(ctx_->kv().n_ctx()));
-            }
-            out.resize(static_cast<size_t>(model_.config().n_vocab));
             py::gil_scoped_release release;
-            ctx_->prefill(tokens.data(), n, opts, out.data(), [] {
+            ctx_->prefill(tokens.data(), n, opts, data, [] {
                 py::gil_scoped_acquire gil;
                 if (PyErr_CheckSignals() != 0) throw py::error_already_set();
                 return false;
             });
         }
-        py::array_t<float> a(static_cast<py::ssize_t>(out.size()));
-        std::memcpy(a.mutable_data(), out.data(), out.size() * sizeof(float));
-        return a;
+        return out;
     }
 
     int64_t reused() const { return ctx_->reused(); }
@@ -280,6 +272,13 @@ class PyModel {
     }
 
   private:
+    void check_fits(int64_t n) const {
+        if (n > ctx_->kv().n_ctx() - ctx_->n_past()) {
+            throw std::length_error("context overflow: " + std::to_string(ctx_->n_past()) + " tokens in the context + " +
+                                    std::to_string(n) + " new > n_ctx " + std::to_string(ctx_->kv().n_ctx()));
+        }
+    }
+
     // Claims the context for one call without waiting. eval runs without the GIL, so another
     // Python thread may call in meanwhile: it gets this error rather than racing with the
     // eval (readers too: tokens, exit steps and KV pages may be reallocated under them).

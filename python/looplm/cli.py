@@ -1,4 +1,4 @@
-"""The ``looplm`` command: demo, convert, run, chat, info, bench, perplexity.
+"""The ``looplm`` command: demo, convert, run, chat, serve, info, bench, perplexity.
 
 Flags follow llama.cpp's spelling with mlx-lm's long aliases. Exit codes: 0 success (also when
 the reader of stdout goes away, as with ``| head``), 1 an error (a missing or unusable file, a
@@ -322,6 +322,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import run
+
+    return run(args)
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .info import run
 
@@ -398,6 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="pp/tg speed and bandwidth (llama-bench's tables)")
     add_bench_arguments(b)
     b.set_defaults(func=cmd_bench)
+
+    from .server import add_arguments as add_server_arguments
+
+    sv = sub.add_parser("serve", help="an OpenAI-compatible HTTP server (pip install 'looplm[server]')")
+    add_server_arguments(sv)
+    sv.set_defaults(func=cmd_serve)
 
     i = sub.add_parser("info", help="describe a model file, whether looplm can run it, and the build and kernels")
     i.add_argument("-m", "--model", required=True, help="GGUF file, HF Ouro folder or hub repo id (required)")

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import _core
 from .options import OuroOptions, check_int
+from .results import ChatCompletion, ChatCompletionChunk, Completion, CompletionChunk
 
 EXIT_MODES = ("skip", "exact")
 KV_FILLS = ("exit", "first")
@@ -273,12 +274,14 @@ class Model:
     @property
     def tokens(self) -> list[int]:
         """The token ids in the context."""
-        return list(self._m.tokens)
+        with self._hold:
+            return list(self._m.tokens)
 
     @property
     def last_exit_step(self) -> int:
         """The exit loop of the last token evaluated."""
-        return self._m.last_exit_step
+        with self._hold:
+            return self._m.last_exit_step
 
     @property
     def n_past(self) -> int:
@@ -296,7 +299,8 @@ class Model:
     @property
     def exit_steps(self) -> list[int]:
         """The 0-based exit loop of every token in the context."""
-        return self._m.exit_steps.tolist()
+        with self._hold:
+            return self._m.exit_steps.tolist()
 
     @property
     def config(self) -> dict[str, Any]:
@@ -311,7 +315,8 @@ class Model:
     @property
     def kv_bytes(self) -> int:
         """Bytes allocated by the KV cache (it grows with the context)."""
-        return self._m.kv_bytes
+        with self._hold:
+            return self._m.kv_bytes
 
     @property
     def kv_bytes_per_token(self) -> int:
@@ -323,11 +328,12 @@ class Model:
         """Keys and values of one (loop, layer) KV slot, float32 ``[n_past, kv_dim]``
         (dequantized). Loop -1 is the last loop's slot; with ``kv_share="last"`` it is the
         only one (the kept K/V of every position)."""
-        return self._m.kv_slot(loop, layer)
+        with self._hold:
+            return self._m.kv_slot(loop, layer)
 
     # ---------------------------------------------------------------- llama-cpp-python API
 
-    def create_completion(self, prompt: str | list[int], **opts: Any) -> Any:
+    def create_completion(self, prompt: str | list[int], **opts: Any) -> Completion | Iterator[CompletionChunk]:
         """Completes a prompt (llama-cpp-python's ``create_completion``).
 
         Args:
@@ -347,7 +353,9 @@ class Model:
 
         return create_completion(self, prompt, **opts)
 
-    def create_chat_completion(self, messages: list[dict[str, Any]], **opts: Any) -> Any:
+    def create_chat_completion(
+        self, messages: list[dict[str, Any]], **opts: Any
+    ) -> ChatCompletion | Iterator[ChatCompletionChunk]:
         """Answers a conversation (llama-cpp-python's ``create_chat_completion``).
 
         Args:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -160,7 +161,9 @@ def run(
         raise ValueError("chunks must be positive lengths adding up to len(tokens)")
     ends = set(np.cumsum(chunks).tolist())
     kvt = (type_k, type_v)
-    kv = [[([], []) for _ in range(cfg.n_layer)] for _ in range(n_loops)]  # kv[step][layer]
+    kv: list[list[tuple[list[np.ndarray], list[np.ndarray]]]] = [
+        [([], []) for _ in range(cfg.n_layer)] for _ in range(n_loops)
+    ]  # kv[step][layer]
     hist: list[tuple[list, list]] = [([], []) for _ in range(cfg.n_layer)]  # kv_share last: kept K/V
     for t, tok in enumerate(tokens):
         h = w["model.embed_tokens.weight"][tok].astype(np.float64)
@@ -196,6 +199,7 @@ def run(
                         kv[s2][i][0].append(kv[src][i][0][-1])
                         kv[s2][i][1].append(kv[src][i][1][-1])
                 break
+        assert exit_step is not None  # the last loop always stops
         exits[t] = exit_step
         if kv_share == "last" and t + 1 in ends:  # the chunk is done: keep its last loop slot
             for i in range(cfg.n_layer):
@@ -267,7 +271,7 @@ def load_gguf(path: str | Path) -> tuple[RefConfig, dict[str, np.ndarray]]:
 
     r = gguf.GGUFReader(str(path))
 
-    def val(key: str, default: object = None) -> object:
+    def val(key: str, default: Any = None) -> Any:
         f = r.fields.get(key)
         return default if f is None else f.contents()
 
