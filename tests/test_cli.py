@@ -180,7 +180,7 @@ def test_chat_in_a_terminal(tiny_gguf):
         (["run", "-m", "{tiny}"], "exactly one of -p/--prompt or -f/--file"),
         (["run", "-m", "{tiny}", "-p", "x", "--temp", "-1"], "--temp must be >= 0"),
         (["run", "-m", "{tiny}", "-p", "x", "--top-p", "0"], "--top-p must be > 0"),
-        (["run", "-m", "{tiny}", "-p", "x", "-c", "0"], "-c/--ctx-size must be"),
+        (["run", "-m", "{tiny}", "-p", "x", "-c", "-1"], "-c/--ctx-size must be"),
         (["run", "-m", "{tiny}", "-p", "x", "-t", "0"], "-t/--threads must be"),
         (["run", "-m", "{tiny}", "-p", "x", "-b", "0"], "-b/--batch-size must be"),
         (["run", "-m", "{tiny}", "-p", "x", "--loops", "0"], "--loops must be"),

@@ -101,6 +101,29 @@ def test_attention_helpers(kset, n):
 
 
 @pytest.mark.parametrize("kset", KERNEL_SETS)
+@pytest.mark.parametrize("qtype", [QT.Q8_0, QT.Q4_0])
+@pytest.mark.parametrize("n", [32, 128, 2048])
+def test_quantized_kv_rows(kset, qtype, n):
+    """Quantized KV rows read in place: the dot with an f32 query and y += a * row against
+    gguf-py's dequantized row in float64, and against the scalar reference set."""
+    name = "q8_0" if qtype == QT.Q8_0 else "q4_0"
+    row = (RNG.standard_normal(n) * 3).astype(np.float32)
+    raw = gguf.quants.quantize(row[None], qtype)[0]
+    deq = gguf.quants.dequantize(raw, qtype).reshape(-1).astype(np.float64)
+    q = RNG.standard_normal(n).astype(np.float32)
+    got = _core.kernel_vec(kset, f"dot_{name}", raw, q)
+    expect = float(deq @ q)
+    scale = float(np.abs(deq * q).sum())
+    assert abs(got - expect) <= 1e-5 * scale, (got, expect)
+    assert abs(got - _core.kernel_vec("ref", f"dot_{name}", raw, q)) <= 1e-5 * scale
+    y = _core.kernel_vec(kset, f"axpy_{name}", raw, q, 0.37)
+    np.testing.assert_allclose(y, q + 0.37 * deq, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y, _core.kernel_vec("ref", f"axpy_{name}", raw, q, 0.37), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="length mismatch"):
+        _core.kernel_vec(kset, f"dot_{name}", raw[:-1], q)
+
+
+@pytest.mark.parametrize("kset", KERNEL_SETS)
 @pytest.mark.parametrize("n", [1, 9, 64, 5632])
 def test_silu_mul(kset, n):
     g = (RNG.standard_normal(n) * 8).astype(np.float32)

@@ -173,7 +173,7 @@ def test_context_and_token_errors(tiny_gguf):
 def test_bad_arguments(tiny_gguf):
     p = tiny_gguf["q8_0"]
     for kwargs, msg in [
-        ({"n_ctx": 0}, "n_ctx"),
+        ({"n_ctx": -1}, "n_ctx"),
         ({"n_threads": 0}, "n_threads"),
         ({"n_threads": -2}, "n_threads"),
         ({"loops": 0}, "loops"),

@@ -42,8 +42,8 @@ Context::Context(const Model & model, const ContextParams & p)
       n_batch_(p.n_batch),
       share_(p.kv_share),
       kv_((share_ == KVShare::Last ? 1 : max_loops_) * cfg_.n_layer, static_cast<int64_t>(cfg_.n_head_kv) * cfg_.head_dim,
-          p.n_ctx, p.type_k.value_or(p.kv_type), p.type_v.value_or(p.kv_type)) {
-    if (p.n_ctx < 1) throw std::invalid_argument("n_ctx must be >= 1");
+          p.n_ctx > 0 ? p.n_ctx : cfg_.n_ctx_train, p.type_k.value_or(p.kv_type), p.type_v.value_or(p.kv_type)) {
+    if (p.n_ctx < 0) throw std::invalid_argument("n_ctx must be >= 0 (0: the trained context)");
     if (max_loops_ > limits::kLoops) throw std::invalid_argument("loops must be in 1.." + std::to_string(limits::kLoops));
     if (n_batch_ < 1) throw std::invalid_argument("n_batch must be >= 1");
     for (DType t : {kv_.type_k(), kv_.type_v()}) {
@@ -56,7 +56,7 @@ Context::Context(const Model & model, const ContextParams & p)
     }
     if (share_ == KVShare::Last) {
         // Pages of 8 positions: a decoded token's chunk keeps one page between tokens.
-        chunk_.reset(new KVCache(max_loops_ * cfg_.n_layer, kv_.kv_dim(), p.n_ctx, kv_.type_k(), kv_.type_v(), 8));
+        chunk_.reset(new KVCache(max_loops_ * cfg_.n_layer, kv_.kv_dim(), kv_.n_ctx(), kv_.type_k(), kv_.type_v(), 8));
     }
 }
 

@@ -27,7 +27,7 @@ const char * kv_share_name(KVShare s);
 
 // Settings fixed for the life of a context.
 struct ContextParams {
-    int64_t n_ctx = 4096;
+    int64_t n_ctx = 4096;   // 0: the trained context
     int n_threads = 0;      // 0: physical cores
     int n_loops = 0;        // loops the KV cache has slots for; 0: the trained count
     int64_t n_batch = 256;  // tokens per forward micro-batch

@@ -14,6 +14,7 @@
 //                 within 1e-6 (of each sum |w x|) of a double product of the decoded weights
 //                 (tests/test_kernels.py: of gguf-py's dequantization)
 //   attention     dot_f16_f32, dot_f32 against double sums; axpy_f16/f32 against the reference
+//   kv rows       dot_q8_0_f32/dot_q4_0_f32 against double sums, axpy_q8_0/q4_0 against the reference
 //   f32_to_f16    bit-exact (round to nearest even, subnormals, overflow to inf)
 //   silu_mul      within 2e-6 relative of a double-precision silu(g) * u
 //
@@ -427,6 +428,34 @@ void test_vectors(const Kernels & k) {
     }
 }
 
+// Quantized KV rows: dot with an f32 query against a double sum over the dequantized row
+// (decode_q8_0 / decode_q4_0), axpy against the reference set.
+void test_kv_rows(const Kernels & k) {
+    for (DType t : {DType::Q8_0, DType::Q4_0}) {
+        for (int64_t n : {32, 128, 2048}) {
+            const std::vector<float> x = randn(static_cast<size_t>(n), 3.0f), q = randn(static_cast<size_t>(n));
+            std::vector<uint8_t> raw(static_cast<size_t>(row_bytes(t, n)));
+            if (t == DType::Q8_0) quantize_row_q8_0_ref(x.data(), reinterpret_cast<block_q8_0 *>(raw.data()), n);
+            else quantize_row_q4_0_ref(x.data(), reinterpret_cast<block_q4_0 *>(raw.data()), n);
+            std::vector<float> deq(static_cast<size_t>(n));
+            dequantize_row(t, raw.data(), deq.data(), n);
+            double e = 0.0, m = 0.0;
+            for (int64_t i = 0; i < n; i++) {
+                e += static_cast<double>(deq[i]) * q[i];
+                m += std::fabs(static_cast<double>(deq[i]) * q[i]);
+            }
+            const double d = (t == DType::Q8_0 ? k.dot_q8_0_f32 : k.dot_q4_0_f32)(n, raw.data(), q.data());
+            CHECK(std::fabs(d - e) <= 1e-5 * m + 1e-6, "%s dot_%s_f32 n=%lld: %.9g vs %.9g", k.name, type_name(t),
+                  static_cast<long long>(n), d, e);
+            std::vector<float> y = q, yr = q;
+            (t == DType::Q8_0 ? k.axpy_q8_0 : k.axpy_q4_0)(n, 0.37f, raw.data(), y.data());
+            (t == DType::Q8_0 ? kernels_ref.axpy_q8_0 : kernels_ref.axpy_q4_0)(n, 0.37f, raw.data(), yr.data());
+            const double err = max_rel_diff(y, yr);
+            CHECK(err <= 1e-6, "%s axpy_%s n=%lld: err %.3g", k.name, type_name(t), static_cast<long long>(n), err);
+        }
+    }
+}
+
 void test_silu_mul(const Kernels & k) {
     for (int64_t n : {1, 9, 64, 5632}) {
         std::vector<float> g = randn(static_cast<size_t>(n), 8.0f);
@@ -488,6 +517,7 @@ int main(int argc, char ** argv) {
             }
         }
         test_vectors(k);
+        test_kv_rows(k);
         test_silu_mul(k);
         std::printf("test_kernels: %-8s %s (%d checks)\n", k.name, g_failures == before ? "ok" : "FAILED",
                     g_checks - checks);

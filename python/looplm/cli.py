@@ -68,7 +68,13 @@ def add_model_options(p: argparse.ArgumentParser, *, ctx_size: int = 4096) -> No
         choices=["f32", "f16", "bf16", "q8_0", "q4_0"],
         help="quantization when -m is an HF checkpoint (default q8_0)",
     )
-    g.add_argument("-c", "--ctx-size", type=int, default=ctx_size, help=f"context size in tokens (default {ctx_size})")
+    g.add_argument(
+        "-c",
+        "--ctx-size",
+        type=int,
+        default=ctx_size,
+        help=f"context size in tokens, 0: the trained one (default {ctx_size})",
+    )
     g.add_argument("-t", "--threads", type=int, default=None, help="threads (default: the physical cores)")
     g.add_argument("--loops", type=int, default=None, help="loops per token (default: the trained count)")
     g.add_argument(
@@ -93,6 +99,15 @@ def add_model_options(p: argparse.ArgumentParser, *, ctx_size: int = 4096) -> No
         default="exit",
         help="skip mode: fill skipped loops' KV from the exit loop or from loop 0 (default exit)",
     )
+    add_kv_options(g)
+    g.add_argument("-b", "--batch-size", type=int, default=256, help="prompt tokens per forward pass (default 256)")
+    g.add_argument("--no-mmap", action="store_true", help="read the file into memory instead of mapping it")
+    g.add_argument("--mlock", action="store_true", help="lock the model in RAM (no paging out)")
+    g.add_argument("-v", "--verbose", action="store_true", help="print the model, build and kernels in use to stderr")
+
+
+def add_kv_options(g: argparse._ActionsContainer) -> None:
+    """The KV cache flags (docs/kv-cache.md), shared by the model commands and info."""
     kv_types = ["f32", "f16", "q8_0", "q4_0"]
     g.add_argument("--kv-type", choices=kv_types, default="f16", help="KV cache type of keys and values (default f16)")
     g.add_argument(
@@ -118,10 +133,6 @@ def add_model_options(p: argparse.ArgumentParser, *, ctx_size: int = 4096) -> No
         help="none: one KV cache per loop (upstream's); last: evaluated positions keep their last loop's K/V only "
         "(docs/kv-cache.md; default none)",
     )
-    g.add_argument("-b", "--batch-size", type=int, default=256, help="prompt tokens per forward pass (default 256)")
-    g.add_argument("--no-mmap", action="store_true", help="read the file into memory instead of mapping it")
-    g.add_argument("--mlock", action="store_true", help="lock the model in RAM (no paging out)")
-    g.add_argument("-v", "--verbose", action="store_true", help="print the model, build and kernels in use to stderr")
 
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
@@ -220,6 +231,7 @@ def load_model(args: argparse.Namespace):
         err(f"looplm: warning: --mlock: {model.config['mlock_error']}; running unlocked")
     if args.verbose:
         err(model.describe())
+        err(model.memory_summary())
     return model
 
 
@@ -420,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", help="describe a model file, whether looplm can run it, and the build and kernels")
     i.add_argument("-m", "--model", required=True, help="GGUF file, HF Ouro folder or hub repo id (required)")
+    add_kv_options(i)
     i.set_defaults(func=cmd_info)
     return p
 

@@ -46,6 +46,24 @@ def runnable_verdict(path: str, info: dict) -> str | None:
     return None
 
 
+def kv_row(md: dict, arch: str, file_size: int, args: argparse.Namespace) -> str:
+    """KV bytes per token for the flags' cache settings and the largest context that fits."""
+    from . import kv_memory
+
+    try:
+        n_head = int(md[f"{arch}.attention.head_count"])
+        head_dim = int(md.get(f"{arch}.attention.key_length", int(md[f"{arch}.embedding_length"]) // n_head))
+        kv_dim = int(md.get(f"{arch}.attention.head_count_kv", n_head)) * head_dim
+        n_layer, loops = int(md[f"{arch}.block_count"]), int(md.get(f"{arch}.num_loops", 1))
+        n_ctx_train = int(md[f"{arch}.context_length"])
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return "unknown (the file lacks the attention keys)"
+    return kv_memory.describe(
+        n_layer=n_layer, loops=loops, kv_dim=kv_dim, type_k=args.type_k or args.kv_type,
+        type_v=args.type_v or args.kv_type, kv_share=args.kv_share, weights=file_size, n_ctx_train=n_ctx_train,
+    )  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
     import looplm
 
@@ -80,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     template = "yes" if md.get("tokenizer.chat_template") else "no"
     tok = f"{md.get('tokenizer.ggml.model', 'none')} / {md.get('tokenizer.ggml.pre', '-')}, chat template {template}"
     rows.append(("tokenizer", tok))
+    rows.append(("kv cache", kv_row(md, arch, info["file_size"], args)))
     verdict = runnable_verdict(path, info)
     rows.append(("runs in looplm", verdict or "yes"))
     rows.append(("build", looplm.build_info()))

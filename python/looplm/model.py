@@ -56,7 +56,8 @@ class Model:
 
     Args:
         path: a GGUF file (architecture ``ouro`` or ``llama``).
-        n_ctx: the context size in tokens; the KV cache grows with the tokens actually used.
+        n_ctx: the context size in tokens, 0 for the model's trained context; the KV cache
+            grows with the tokens actually used.
         n_threads: compute threads (default: the machine's physical cores).
         loops: loops per token (default: the trained count, ``ouro.num_loops``); more than
             the trained count warns, since the model gets worse.
@@ -110,7 +111,7 @@ class Model:
         path = os.fspath(path)
         # Upper bounds: positions are int32 (as in llama.cpp), and a thread count beyond any
         # machine is a typo, not a request.
-        check_int("n_ctx", n_ctx, 1)
+        check_int("n_ctx", n_ctx, 0)
         if n_threads is not None:
             check_int("n_threads", n_threads, 1, 4096)
         check_int("n_batch", n_batch, 1)
@@ -402,6 +403,18 @@ class Model:
             f"{c['file_size'] / 1e6:.0f} MB ({memory}), kernels {c['kernels']}, {c['n_threads']} threads, "
             f"n_ctx {c['n_ctx']} | {build_info()}"
         )
+
+    def memory_summary(self, available: int | None = None) -> str:
+        """One line: KV bytes per token for this model's cache settings and the largest context
+        that fits in the machine's available memory next to the weights (looplm.kv_memory)."""
+        from . import kv_memory
+
+        c = self.config
+        return "looplm: " + kv_memory.describe(
+            n_layer=c["n_layer"], loops=c["max_loops"], kv_dim=c["n_head_kv"] * c["head_dim"], type_k=c["type_k"],
+            type_v=c["type_v"], kv_share=c["kv_share"], weights=c["file_size"], n_ctx_train=c["n_ctx_train"],
+            available=available,
+        )  # fmt: skip
 
     # ---------------------------------------------------------------- lifetime
 

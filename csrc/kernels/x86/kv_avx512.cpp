@@ -1,6 +1,10 @@
 // kernels/x86/kv_avx512.cpp - AVX-512 kernels of quantized KV rows (kernels/kv_rows.h): 16 int8
 // quants widened to 16 floats per instruction, so a 32-element block is two FMAs. Compiled
 // with the AVX-512 flags only for this file; see the SIGILL note in kernels/kernels.h.
+// GCC 12's avx512fintrin.h leaves the pass-through operand of the unmasked conversions
+// undefined on purpose, and then warns about it when they are inlined here.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
 #include "kernels/kv_rows.h"
