@@ -1,12 +1,14 @@
 """HF Ouro checkpoint folder -> one GGUF file, tensor by tensor.
 
 The output is written under a temporary name next to OUT and renamed at the end, so an
-error leaves no partial file. Peak memory stays near one tensor (its memmap plus its
+error, Ctrl-C, SIGTERM or SIGHUP leaves no partial file; an output that is one of the inputs
+or not a regular file is refused (convert/output.py). Peak memory stays near one tensor (its memmap plus its
 converted bytes), not the checkpoint size.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import resource
@@ -17,15 +19,18 @@ from pathlib import Path
 
 import gguf
 import numpy as np
+from gguf import GGMLQuantizationType
 
 from . import ouro_arch as oa
 from .errors import ConvertError
+from .gguf_keys import write_exit_gate, write_hyperparameters
+from .output import final_path, input_files, signals_unwind, sweep_stale, temp_path
 from .quantize import OUT_TYPES, byte_shape, convert, nbytes, tensor_type
 from .safetensors import Checkpoint
 from .tokenizer_export import add_to_gguf, load_vocab
 
 FLOAT_DTYPES = ("F32", "F16", "BF16")
-_STORED_DTYPE = {
+_STORED_DTYPE: dict[GGMLQuantizationType, np.dtype] = {
     gguf.GGMLQuantizationType.F32: np.dtype(np.float32),
     gguf.GGMLQuantizationType.F16: np.dtype(np.float16),
 }
@@ -46,7 +51,7 @@ class ConvertResult:
 class _Planned:
     hf: str
     gguf: str
-    qtype: gguf.GGMLQuantizationType
+    qtype: GGMLQuantizationType  # (the field `gguf` shadows the module inside this class)
     permute_heads: int  # > 0: permute q/k rows for this many heads
 
 
@@ -118,28 +123,10 @@ def _write_metadata(w: gguf.GGUFWriter, cfg: oa.OuroConfig, ckpt: Checkpoint, fo
     w.add_file_type(int(file_type))
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
-    a = oa.ARCH
-    w.add_uint32(f"{a}.context_length", cfg.max_position_embeddings)
-    w.add_uint32(f"{a}.embedding_length", cfg.hidden_size)
-    w.add_uint32(f"{a}.block_count", cfg.num_hidden_layers)
-    w.add_uint32(f"{a}.feed_forward_length", cfg.intermediate_size)
-    w.add_uint32(f"{a}.attention.head_count", cfg.num_attention_heads)
-    w.add_uint32(f"{a}.attention.head_count_kv", cfg.num_key_value_heads)
-    if cfg.head_dim != cfg.hidden_size // cfg.num_attention_heads:
-        w.add_uint32(f"{a}.attention.key_length", cfg.head_dim)
-        w.add_uint32(f"{a}.attention.value_length", cfg.head_dim)
-    w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", cfg.rms_norm_eps)
-    w.add_float32(f"{a}.rope.freq_base", cfg.rope_theta)
-    w.add_uint32(f"{a}.rope.dimension_count", cfg.head_dim)
-    w.add_uint32(f"{a}.vocab_size", cfg.vocab_size)
-    # llama.cpp's generic loop keys (added for Nanbeige, used by its Ouro port)
-    w.add_uint32(f"{a}.num_loops", cfg.total_ut_steps)
-    w.add_bool(f"{a}.skip_loop_final_norm", False)
+    write_hyperparameters(w, cfg, oa.ARCH)
     gate_w = ckpt.load_float32(oa.GATE_WEIGHT).reshape(-1)
     gate_b = ckpt.load_float32(oa.GATE_BIAS).reshape(-1)
-    w.add_array(oa.KEY_GATE_WEIGHT, [float(x) for x in gate_w])
-    w.add_array(oa.KEY_GATE_BIAS, [float(x) for x in gate_b])
-    w.add_float32(oa.KEY_GATE_THRESHOLD, cfg.early_exit_threshold)
+    write_exit_gate(w, gate_w, gate_b, cfg.early_exit_threshold)
 
 
 def _progress(i: int, n: int, name: str, done: int, total: int) -> None:
@@ -175,13 +162,16 @@ def convert_checkpoint(
     vocab = load_vocab(folder, cfg.vocab_size)
 
     out_path = Path(out) if out is not None else default_output(cfg, folder, out_type)
-    if out_path.is_dir():
-        raise ConvertError(f"{out_path}: is a directory")
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.touch()  # fails early when the output folder is not writable
-    except OSError as e:
-        raise ConvertError(f"{out_path}: cannot write: {e.strerror or e}") from e
+    target = final_path(out_path, input_files(folder, list(ckpt.files)))
+    sweep_stale(target.parent, target.name)
+    with signals_unwind():
+        _write(target, temp_path(target), cfg, ckpt, folder, plan, vocab, file_type, progress)
+    return ConvertResult(out_path, len(plan), target.stat().st_size, out_type, time.perf_counter() - t0, peak_rss_mb())
+
+
+def _write(target: Path, tmp: Path, cfg, ckpt: Checkpoint, folder: Path, plan, vocab, file_type, progress) -> None:
+    """Writes the GGUF to ``tmp`` and renames it to ``target``; removes ``tmp`` on any error,
+    Ctrl-C or (under signals_unwind) SIGTERM / SIGHUP."""
     show = sys.stderr.isatty() if progress is None else progress
     total = sum(nbytes(ckpt.info(p.hf).shape, p.qtype) for p in plan)
     w = None
@@ -217,15 +207,17 @@ def convert_checkpoint(
         w.close()
         if show:
             sys.stderr.write("\n")
-        os.replace(tmp, out_path)
-    except BaseException:
+        os.replace(tmp, target)
+    except BaseException as e:
         if w is not None:
-            w.close()
+            with contextlib.suppress(OSError):  # a full disk fails the close's flush too
+                w.close()
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):  # disk full, ulimit -f (EFBIG), I/O error: name the file
+            # numpy's tofile reports a short write as "N requested and M written", no errno
+            why = e.strerror or ("a short write (disk full or file size limit)" if "written" in str(e) else e)
+            raise ConvertError(f"{target}: cannot write: {why}; no output written") from e
         raise
-    return ConvertResult(
-        out_path, len(plan), out_path.stat().st_size, out_type, time.perf_counter() - t0, peak_rss_mb()
-    )
 
 
 def peak_rss_mb() -> float:

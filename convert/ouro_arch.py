@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import ConvertError
 
@@ -68,7 +69,7 @@ class OuroConfig:
 
     @classmethod
     def from_dict(cls, cfg: dict, where: str = "config.json") -> OuroConfig:
-        def get(key: str, kind: type, default: object = None) -> object:
+        def get(key: str, kind: type, default: object = None) -> Any:
             v = cfg.get(key, default)
             if v is None:
                 raise ConfigError(f"{where}: missing key '{key}'")
@@ -144,33 +145,32 @@ class OuroConfig:
         return cls.from_dict(cfg, str(path))
 
     def expected_shapes(self) -> dict[str, tuple[int, ...]]:
-        """HF tensor name -> numpy shape, for every tensor the checkpoint must hold."""
+        """HF tensor name -> numpy shape, for every tensor the checkpoint must hold, in upstream's
+        order (the one table of the model's tensors: the converter checks against it, the
+        synthetic checkpoints are written from it)."""
         e, f, v = self.hidden_size, self.intermediate_size, self.vocab_size
         q, kv = self.num_attention_heads * self.head_dim, self.num_key_value_heads * self.head_dim
-        shapes: dict[str, tuple[int, ...]] = {
-            "model.embed_tokens.weight": (v, e),
-            "model.norm.weight": (e,),
-            GATE_WEIGHT: (1, e),
-            GATE_BIAS: (1,),
-        }
-        if not self.tie_word_embeddings:
-            shapes["lm_head.weight"] = (v, e)
         layer = {
-            "input_layernorm.weight": (e,),
             "self_attn.q_proj.weight": (q, e),
             "self_attn.k_proj.weight": (kv, e),
             "self_attn.v_proj.weight": (kv, e),
             "self_attn.o_proj.weight": (e, q),
-            "input_layernorm_2.weight": (e,),
-            "post_attention_layernorm.weight": (e,),
             "mlp.gate_proj.weight": (f, e),
             "mlp.up_proj.weight": (f, e),
             "mlp.down_proj.weight": (e, f),
+            "input_layernorm.weight": (e,),
+            "input_layernorm_2.weight": (e,),
+            "post_attention_layernorm.weight": (e,),
             "post_attention_layernorm_2.weight": (e,),
         }
+        assert layer.keys() == LAYER_TENSORS.keys()
+        shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (v, e)}
         for i in range(self.num_hidden_layers):
             for k, s in layer.items():
                 shapes[f"model.layers.{i}.{k}"] = s
+        shapes.update({"model.norm.weight": (e,), GATE_WEIGHT: (1, e), GATE_BIAS: (1,)})
+        if not self.tie_word_embeddings:
+            shapes["lm_head.weight"] = (v, e)
         return shapes
 
 

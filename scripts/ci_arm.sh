@@ -75,6 +75,22 @@ arm="$tmp/arm"
 build "$arm" -DCMAKE_TOOLCHAIN_FILE="$root/cmake/aarch64-linux-gnu.cmake"
 echo "ci_arm: cross-built for aarch64 with $(aarch64-linux-gnu-g++ --version | head -1) in $(( $(date +%s) - t0 ))s"
 
+# No weak symbol in an instruction-set file (the SIGILL hazard of csrc/kernels/kernels.h): an
+# inline function, template or STL member instantiated there would be a weak symbol the linker
+# may pick for generic code too, which would then run ARMv8.2 instructions on an ARMv8.0 core.
+check_isa_objects() {  # check_isa_objects NM BUILD-DIR SOURCE...
+    local nm="$1" dir="$2" src obj weak
+    shift 2
+    for src in "$@"; do
+        obj="$dir/CMakeFiles/looplm_core.dir/$src.o"
+        [ -f "$obj" ] || fail "no object file $obj"
+        weak="$("$nm" -C --defined-only "$obj" | grep -E ' [WwVvu] ' || true)"
+        [ -z "$weak" ] || fail "$src defines weak symbols (kernels.h, SIGILL hazard): $weak"
+    done
+    echo "ci_arm: no weak symbols in $*"
+}
+check_isa_objects aarch64-linux-gnu-nm "$arm" csrc/kernels/arm/dotprod.cpp csrc/kernels/arm/neon.cpp
+
 # The kernel set the runtime picks (test_kernels --list prints it): CPU, LOOPLM_KERNELS, expected line.
 expect_choice() {
     local cpu="$1" force="$2" want="$3" out status=0
@@ -119,6 +135,9 @@ done
 t0=$(date +%s)
 native="$tmp/native"
 build "$native"
+if [ "$(uname -m)" = x86_64 ]; then
+    check_isa_objects nm "$native" csrc/kernels/x86/avx2.cpp csrc/kernels/x86/avx512.cpp csrc/kernels/x86/avx512_gemm.cpp
+fi
 echo "ci_arm: CTest native ($(uname -m))"
 run_ctest "$native"
 echo "ci_arm:   native build and tests passed in $(( $(date +%s) - t0 ))s"

@@ -72,3 +72,11 @@ def test_exit_threshold_outside_0_1_is_refused(tiny_gguf, threshold):
     m = looplm.Model(tiny_gguf["q8_0"])
     with pytest.raises(ValueError, match="exit_threshold"):
         looplm.generate(m, "Hi", max_tokens=2, exit_threshold=threshold)
+
+
+def test_version_is_one_fact():
+    """The wheel's metadata, looplm.__version__ and the C++ build line agree (one source: __init__.py)."""
+    from importlib.metadata import version
+
+    assert version("looplm") == looplm.__version__
+    assert looplm.build_info().startswith(f"looplm {looplm.__version__} (")

@@ -83,6 +83,15 @@ def test_prompt_from_file_and_seed(tiny_gguf, tmp_path):
     a = run("run", "-m", str(tiny_gguf["q8_0"]), "-f", str(f), "-n", "8", "-s", "42", "--raw")
     b = run("run", "--model", str(tiny_gguf["q8_0"]), "--file", str(f), "--max-tokens", "8", "--seed", "42", "--raw")
     assert a.returncode == b.returncode == 0 and a.stdout == b.stdout
+    # The CLI samples as the API does with the same defaults (temperature 0.8, top-k 40, ...) and seed.
+    m = looplm.Model(tiny_gguf["q8_0"])
+    assert a.stdout == looplm.generate(m, "The loop runs", max_tokens=8, seed=42) + "\n"
+    # ... and the seed matters: at temperature > 0 some other seed gives another text.
+    others = {run("run", "-m", str(tiny_gguf["q8_0"]), "-f", str(f), "-n", "8", "-s", str(s), "--raw").stdout
+              for s in (1, 2, 3)}  # fmt: skip
+    assert others - {a.stdout}, "three other seeds all gave the seed-42 text"
+    for s in (1, 2, 3):
+        assert looplm.generate(m, "The loop runs", max_tokens=8, seed=s) + "\n" in others
 
 
 def test_hf_folder_is_converted_once_into_the_cache(tiny_hf, tmp_path):
@@ -121,7 +130,16 @@ def test_info_on_a_file_looplm_cannot_run(tmp_path):
 def test_chat_with_piped_stdin(tiny_gguf):
     r = run("chat", "-m", str(tiny_gguf["q8_0"]), "-n", "4", "--temp", "0", stdin="Hello\nHow are you?\n")
     assert r.returncode == 0, r.stderr
-    assert len(r.stdout.splitlines()) >= 2  # one reply line per turn
+    # Each turn's reply is what the API generates for the rendered conversation so far.
+    m = looplm.Model(tiny_gguf["q8_0"])
+    history: list[dict[str, str]] = []
+    expect = ""
+    for text in ("Hello", "How are you?"):
+        history.append({"role": "user", "content": text})
+        reply = looplm.generate(m, render(history, m.chat_template), max_tokens=4, temperature=0)
+        history.append({"role": "assistant", "content": reply})
+        expect += reply + "\n"
+    assert r.stdout == expect
 
 
 def test_chat_in_a_terminal(tiny_gguf):

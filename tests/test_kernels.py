@@ -118,3 +118,105 @@ def test_kernel_choice():
     assert KERNEL_SETS[0] == "ref"
     with pytest.raises(ValueError, match="kernel set 'nope'"):
         _core.kernel_quantize("nope", np.zeros(32, np.float32))
+
+
+# ---- Q5_0, Q5_1 and the K-quants (Q4_K, Q5_K, Q6_K with Q8_K activations)
+
+QK_K = 256
+
+
+def q8k_numpy(x: np.ndarray) -> bytes:
+    """ggml's quantize_row_q8_K_ref in NumPy float32: max = the first element of largest |x|
+    (sign kept), iscale = -127 / max, q = min(127, round-half-even(iscale * x)), d = 1 / iscale,
+    bsums = sums of 16 quants; an all-zero block is all zeros."""
+    out = bytearray()
+    for blk in x.astype(np.float32).reshape(-1, QK_K):
+        a = np.abs(blk)
+        if a.max() == 0:
+            d, q = np.float32(0), np.zeros(QK_K, np.int32)
+        else:
+            iscale = np.float32(-127.0) / blk[int(np.argmax(a))]
+            q = np.minimum(127, np.rint(iscale * blk)).astype(np.int32)
+            d = np.float32(1.0) / iscale
+        out += np.float32(d).tobytes() + q.astype(np.int8).tobytes() + q.reshape(16, 16).sum(1).astype("<i2").tobytes()
+    return bytes(out)
+
+
+def q8k_values(raw: bytes) -> np.ndarray:
+    """What the K-quant kernels multiply: d * q per element of block_q8_K rows, in float64."""
+    b = np.frombuffer(raw, np.uint8).reshape(-1, 292)
+    d = b[:, :4].copy().view(np.float32).astype(np.float64)
+    return (d * b[:, 4:260].view(np.int8)).reshape(-1)
+
+
+def k_activations(rows: int, n: int) -> np.ndarray:
+    x = RNG.standard_normal((rows, n)).astype(np.float32)
+    x[0, :QK_K] = 0.0  # an all-zero block
+    if n >= 2 * QK_K:  # max = -127: iscale = 1, so x = k + 0.5 are exact ties (to even)
+        x[0, QK_K : 2 * QK_K] = np.arange(QK_K, dtype=np.float32) % 100 - 49.5
+        x[0, QK_K] = -127.0
+    return x
+
+
+@pytest.mark.parametrize("kset", KERNEL_SETS)
+def test_quantize_q8k_equals_ggml_reference(kset):
+    """quantize_q8k, byte for byte, against quantize_row_q8_K_ref written in NumPy."""
+    x = k_activations(6, 4 * QK_K)
+    x[1] *= np.float32(1e-4)
+    x[2] *= np.float32(3e4)
+    x[3, :QK_K] = 0.0
+    x[3, 7] = 2.0  # one positive extreme: iscale < 0 flips the signs, q = -127 there
+    x[4, 5], x[4, 9] = -3.0, 3.0  # equal |x|: the first one is the max
+    for row in x:
+        assert _core.kernel_quantize_q8k(kset, row) == q8k_numpy(row)
+
+
+# Byte offsets of the fp16 super-block scales in each block (written with sane values; all
+# other bytes are random, so every quant, scale and min value occurs).
+SCALE_FIELDS = {QT.Q5_0: (0,), QT.Q5_1: (0, 2), QT.Q4_K: (0, 2), QT.Q5_K: (0, 2), QT.Q6_K: (208,)}
+NEW_TYPES = list(SCALE_FIELDS)
+
+
+def random_blocks(qtype: QT, rows: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(raw rows of random blocks, their gguf-py dequantization in float64)."""
+    block, nbytes = gguf.constants.GGML_QUANT_SIZES[qtype]
+    nb = rows * n // block
+    raw = RNG.integers(0, 256, (nb, nbytes), dtype=np.uint8)
+    for off in SCALE_FIELDS[qtype]:
+        h = (RNG.standard_normal(nb) * 0.02).astype(np.float16)
+        raw[:, off : off + 2] = h.view(np.uint8).reshape(nb, 2)
+    raw = raw.reshape(rows, -1)
+    return raw, gguf.quants.dequantize(raw, qtype).astype(np.float64)
+
+
+@pytest.mark.parametrize("qtype", NEW_TYPES, ids=lambda t: t.name)
+@pytest.mark.parametrize("nc", [1, 3, 4, 5, 9])
+def test_new_gemm_matches_gguf_dequantized(qtype, nc):
+    """The reference tile against float64 products of gguf-py's dequantized weights with the
+    dequantized activation quants (Q8_0 via gguf-py for Q5_x, Q8_K via q8k_numpy); every other
+    set against the reference."""
+    n, rows = 768, 37
+    raw, wdq = random_blocks(qtype, rows, n)
+    x = k_activations(nc, n)
+    if qtype in (QT.Q5_0, QT.Q5_1):
+        xdq = gguf.quants.dequantize(gguf.quants.quantize(x, QT.Q8_0), QT.Q8_0).astype(np.float64)
+    else:
+        xdq = np.stack([q8k_values(q8k_numpy(row)) for row in x])
+    expect = xdq @ wdq.T
+    ref = _core.kernel_gemm("ref", int(qtype), raw, n, x)
+    scale = np.abs(expect).max()
+    assert np.abs(ref - expect).max() <= 2e-6 * scale
+    for kset in KERNEL_SETS:
+        got = _core.kernel_gemm(kset, int(qtype), raw, n, x)
+        assert np.abs(got - ref).max() <= 1e-5 * scale, kset
+
+
+def test_new_gemm_rejects_bad_input():
+    raw, _ = random_blocks(QT.Q4_K, 2, 512)
+    x = np.zeros((1, 512), np.float32)
+    with pytest.raises(ValueError, match="shape mismatch"):
+        _core.kernel_gemm("ref", int(QT.Q4_K), raw, 256, x[:, :256])
+    with pytest.raises(ValueError, match="not Q5_x/Qx_K"):
+        _core.kernel_gemm("ref", int(QT.Q4_0), raw, 512, x)
+    with pytest.raises(ValueError, match="multiple of 256"):
+        _core.kernel_quantize_q8k("ref", np.zeros(32, np.float32))

@@ -78,9 +78,13 @@ def test_quantized_logits_close_to_reference(smol_ref, smollm_path, smollm):
 
 
 def test_chat_answers_sensibly(smollm):
+    """A question whose greedy answer has a clear margin under the NumPy reference (the smallest
+    top-1 minus top-2 logit over the answer: 0.33 std). "What is the capital of France?" alone
+    starts on a near-tie ("The" 24.14 against "La" 24.05, 0.027 std) that the arm64 kernels tip
+    to a French answer without Paris."""
     out = smollm.create_chat_completion(
         [{"role": "system", "content": "You are a helpful assistant."},
-         {"role": "user", "content": "What is the capital of France?"}],
+         {"role": "user", "content": "What is the capital of France? Answer in English."}],
         temperature=0, max_tokens=24,
     )  # fmt: skip
     assert "Paris" in out["choices"][0]["message"]["content"]

@@ -53,3 +53,21 @@ def test_gate_bias_forces_first_loop_exit(tmp_path, tiny_shape):
     m = looplm.Model(p, n_ctx=16, n_threads=1, exit_threshold=0.5)
     m.eval([5, 6, 7, 8])
     assert m.exit_steps == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("qtype", ["q4_0", "q4_1", "q8_0", "f16"])
+def test_weight_types(tmp_path, tiny_shape, qtype):
+    """Every type's random weights: the size gguf_bytes states, near-zero-mean values of std ~1/sqrt(cols)
+    (checked through gguf-py's dequantizer), and a model that runs."""
+    p = synthetic.write_gguf(tmp_path / "m.gguf", tiny_shape, qtype)
+    r = gguf.GGUFReader(str(p))
+    assert sum(int(t.n_bytes) for t in r.tensors) == synthetic.gguf_bytes(tiny_shape, qtype)
+    t = next(t for t in r.tensors if t.name == "blk.0.ffn_down.weight")
+    assert t.tensor_type.name == qtype.upper()
+    w = gguf.quants.dequantize(np.array(t.data), t.tensor_type).astype(np.float64)
+    cols = w.shape[-1]
+    assert cols == TINY["intermediate_size"]
+    assert abs(w.mean()) < 0.15 / np.sqrt(cols)  # Q4_0: q - 8 has mean -0.5 (0.11 std)
+    assert 0.8 < w.std() * np.sqrt(cols) < 1.25
+    m = looplm.Model(p, n_ctx=16, n_threads=1)
+    assert np.isfinite(m.eval([1, 2, 3])).all()

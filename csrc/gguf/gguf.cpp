@@ -313,6 +313,14 @@ void GGUFFile::parse() {
     if (n_kv > (size_ - c.pos) / 13) fail("metadata count " + std::to_string(n_kv) + " is impossible for the file size");
     if (n_tensors > (size_ - c.pos) / 32) fail("tensor count " + std::to_string(n_tensors) + " is impossible for the file size");
 
+    uint64_t pos = read_metadata(c.pos, n_kv);
+    read_alignment();
+    pos = read_tensor_infos(pos, n_tensors);
+    place_tensors(pos);
+}
+
+uint64_t GGUFFile::read_metadata(uint64_t pos, uint64_t n_kv) {
+    Cursor c{*this, base_, size_, pos};
     for (uint64_t i = 0; i < n_kv; i++) {
         std::string key = c.read_string("key of metadata entry " + std::to_string(i));
         if (key.empty()) fail("metadata entry " + std::to_string(i) + " has an empty key");
@@ -326,7 +334,10 @@ void GGUFFile::parse() {
         if (!kv_.emplace(key, v).second) fail("duplicate key '" + key + "'");
         key_order_.push_back(std::move(key));
     }
+    return c.pos;
+}
 
+void GGUFFile::read_alignment() {
     if (const GGUFValue * a = find("general.alignment")) {
         if (a->type != GGUFType::U32) fail("key 'general.alignment' must be u32");
         alignment_ = load<uint32_t>(a->data);
@@ -334,7 +345,10 @@ void GGUFFile::parse() {
             fail("general.alignment " + std::to_string(alignment_) + " is not a power of two");
         }
     }
+}
 
+uint64_t GGUFFile::read_tensor_infos(uint64_t pos, uint64_t n_tensors) {
+    Cursor c{*this, base_, size_, pos};
     // No reserve(n_tensors): the count is only known to fit the file, and a tensor record
     // is larger in memory than its 33 bytes on disk.
     for (uint64_t i = 0; i < n_tensors; i++) {
@@ -373,8 +387,13 @@ void GGUFFile::parse() {
         if (!tensor_index_.emplace(t.name, tensors_.size()).second) fail("duplicate " + tn);
         tensors_.push_back(std::move(t));
     }
+    return c.pos;
+}
 
-    data_offset_ = (c.pos + alignment_ - 1) / alignment_ * alignment_;
+// The data section starts at the first aligned offset after the tensor table (end); every
+// tensor must lie inside it, aligned, and no two may overlap.
+void GGUFFile::place_tensors(uint64_t end) {
+    data_offset_ = (end + alignment_ - 1) / alignment_ * alignment_;
     if (!tensors_.empty() && data_offset_ > size_) fail("data section starts past the end of the file");
     const uint64_t data_size = size_ - std::min(data_offset_, size_);
 

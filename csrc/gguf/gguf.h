@@ -96,7 +96,11 @@ class GGUFFile {
     [[noreturn]] void fail(const std::string & what) const;
 
   private:
-    void parse();
+    void parse();  // the header's counts, then the steps below in file order
+    uint64_t read_metadata(uint64_t pos, uint64_t n_kv);  // returns the position after it
+    void read_alignment();
+    uint64_t read_tensor_infos(uint64_t pos, uint64_t n_tensors);
+    void place_tensors(uint64_t end);
     void read_into_memory();
     void unmap();
 

@@ -69,6 +69,13 @@ struct Kernels {
     GemmFn gemm_q4_K;
     GemmFn gemm_q5_K;
     GemmFn gemm_q6_K;
+
+    // Attention over a quantized KV cache (model/attention.cpp), n a multiple of 32: the dot
+    // of one Q8_0 / Q4_0 key row with an f32 query, and y += a * one Q8_0 / Q4_0 value row.
+    float (*dot_q8_0_f32)(int64_t n, const void * k, const float * q);
+    float (*dot_q4_0_f32)(int64_t n, const void * k, const float * q);
+    void (*axpy_q8_0)(int64_t n, float a, const void * x, float * y);
+    void (*axpy_q4_0)(int64_t n, float a, const void * x, float * y);
 };
 
 constexpr int64_t kMaxPackedN = 16384;

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/kernels.h"
+#include "kernels/ref_kquants.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
 #include "quant/quantize.h"
@@ -94,6 +95,52 @@ void silu_mul(int64_t n, float * g, const float * u) {
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
+// Attention over quantized KV rows: sum_b d sum_j q_j x_j with the query x in f32, and
+// y += a d q_j. Q4_0 nibbles: byte j holds element j (low) and j + 16 (high), offset 8.
+float dot_q8_0_f32(int64_t n, const void * vk, const float * x) {
+    const block_q8_0 * k = static_cast<const block_q8_0 *>(vk);
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / QK; b++) {
+        float s = 0.0f;
+        for (int j = 0; j < QK; j++) s += static_cast<float>(k[b].qs[j]) * x[b * QK + j];
+        sum += fp16_to_fp32(k[b].d) * s;
+    }
+    return sum;
+}
+
+float dot_q4_0_f32(int64_t n, const void * vk, const float * x) {
+    const block_q4_0 * k = static_cast<const block_q4_0 *>(vk);
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / QK; b++) {
+        float s = 0.0f;
+        for (int j = 0; j < QK / 2; j++) {
+            s += static_cast<float>((k[b].qs[j] & 0x0f) - 8) * x[b * QK + j];
+            s += static_cast<float>((k[b].qs[j] >> 4) - 8) * x[b * QK + j + QK / 2];
+        }
+        sum += fp16_to_fp32(k[b].d) * s;
+    }
+    return sum;
+}
+
+void axpy_q8_0(int64_t n, float a, const void * vx, float * y) {
+    const block_q8_0 * x = static_cast<const block_q8_0 *>(vx);
+    for (int64_t b = 0; b < n / QK; b++) {
+        const float ad = a * fp16_to_fp32(x[b].d);
+        for (int j = 0; j < QK; j++) y[b * QK + j] += ad * static_cast<float>(x[b].qs[j]);
+    }
+}
+
+void axpy_q4_0(int64_t n, float a, const void * vx, float * y) {
+    const block_q4_0 * x = static_cast<const block_q4_0 *>(vx);
+    for (int64_t b = 0; b < n / QK; b++) {
+        const float ad = a * fp16_to_fp32(x[b].d);
+        for (int j = 0; j < QK / 2; j++) {
+            y[b * QK + j] += ad * static_cast<float>((x[b].qs[j] & 0x0f) - 8);
+            y[b * QK + j + QK / 2] += ad * static_cast<float>((x[b].qs[j] >> 4) - 8);
+        }
+    }
+}
+
 // The tile loop shared by every reference GEMM: one dot per (row, column).
 template <typename Dot>
 void tile(Dot dot, int64_t n, const void * w, size_t wstride, int64_t nr, const void * x,
@@ -122,6 +169,19 @@ void gemm_q8_0(int64_t n, const void * w, size_t ws, int64_t nr, const void * x,
     tile(dot_q8_0, n, w, ws, nr, x, xs, nc, out, ldo);
 }
 
+// The newer types' tiles, of the dots in kernels/ref_kquants.cpp.
+#define LOOPLM_REF_GEMM(T)                                                                                  \
+    void gemm_##T(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc, \
+                  float * out, size_t ldo) {                                                                \
+        tile(dot_##T##_ref, n, w, ws, nr, x, xs, nc, out, ldo);                                             \
+    }
+LOOPLM_REF_GEMM(q5_0)
+LOOPLM_REF_GEMM(q5_1)
+LOOPLM_REF_GEMM(q4_K)
+LOOPLM_REF_GEMM(q5_K)
+LOOPLM_REF_GEMM(q6_K)
+#undef LOOPLM_REF_GEMM
+
 LOOPLM_FLOAT_GEMMS
 
 }  // namespace
@@ -144,7 +204,8 @@ extern const Kernels kernels_ref = {
     "ref",       quantize_q8, gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_f16, gemm_bf16, gemm_f32,
     nullptr,     nullptr,     nullptr,   nullptr,   nullptr,  // no packed GEMM: the plain one is the spec
     dot_f16_f32, dot_f32,     axpy_f16,  axpy_f32,  f32_to_f16, silu_mul,
-    nullptr,     nullptr,     nullptr,   nullptr,   nullptr,    nullptr,  // Q5_0, Q5_1, Q8_K, K-quants
+    gemm_q5_0,   gemm_q5_1,   quantize_q8k_ref, gemm_q4_K, gemm_q5_K, gemm_q6_K,
+    dot_q8_0_f32, dot_q4_0_f32, axpy_q8_0, axpy_q4_0,  // quantized KV rows
 };
 
 }  // namespace looplm

@@ -16,6 +16,7 @@
 #include "model/context.h"
 #include "quant/quantize.h"
 #include "quant/traits.h"
+#include "runtime/fault.h"
 
 namespace looplm {
 
@@ -38,11 +39,33 @@ Context::Context(const Model & model, const ContextParams & p)
       attn_(k_, pool_),
       max_loops_(p.n_loops > 0 ? p.n_loops : cfg_.n_loops),
       n_batch_(p.n_batch),
-      kv_(max_loops_ * cfg_.n_layer, static_cast<int64_t>(cfg_.n_head_kv) * cfg_.head_dim, p.n_ctx, p.kv_type) {
+      share_(p.kv_share),
+      kv_((share_ == KVShare::Last ? 1 : max_loops_) * cfg_.n_layer, static_cast<int64_t>(cfg_.n_head_kv) * cfg_.head_dim,
+          p.n_ctx, p.type_k.value_or(p.kv_type), p.type_v.value_or(p.kv_type)) {
     if (p.n_ctx < 1) throw std::invalid_argument("n_ctx must be >= 1");
     if (max_loops_ > 64) throw std::invalid_argument("loops must be in 1..64");
     if (n_batch_ < 1) throw std::invalid_argument("n_batch must be >= 1");
+    for (DType t : {kv_.type_k(), kv_.type_v()}) {
+        if ((t == DType::Q8_0 || t == DType::Q4_0) && cfg_.head_dim % 32 != 0) {
+            throw std::invalid_argument(std::string(t == kv_.type_k() ? "type_k" : "type_v") + "=" +
+                                        (t == DType::Q8_0 ? "q8_0" : "q4_0") +
+                                        " needs a head size that is a multiple of 32 (this model's is " +
+                                        std::to_string(cfg_.head_dim) + ")");
+        }
+    }
+    if (share_ == KVShare::Last) {
+        // Pages of 8 positions: a decoded token's chunk keeps one page between tokens.
+        chunk_.reset(new KVCache(max_loops_ * cfg_.n_layer, kv_.kv_dim(), p.n_ctx, kv_.type_k(), kv_.type_v(), 8));
+    }
 }
+
+KVShare parse_kv_share(const std::string & s) {
+    if (s == "none") return KVShare::None;
+    if (s == "last") return KVShare::Last;
+    throw std::invalid_argument("kv_share must be one of ('none', 'last'), got '" + s + "'");
+}
+
+const char * kv_share_name(KVShare s) { return s == KVShare::Last ? "last" : "none"; }
 
 RunRequest RunRequest::merged(const RunRequest & over) const {
     RunRequest r;
@@ -70,6 +93,8 @@ void Context::reset() {
     tokens_.clear();
     runs_.clear();
     kv_.clear();
+    if (chunk_) chunk_->clear();
+    chunk_start_ = 0;
 }
 
 void Context::truncate(int64_t n) {
@@ -78,6 +103,7 @@ void Context::truncate(int64_t n) {
                                     " tokens");
     }
     n_past_ = n;
+    if (chunk_start_ > n) chunk_start_ = n;
     exit_steps_.resize(static_cast<size_t>(n));
     tokens_.resize(static_cast<size_t>(n));
     while (!runs_.empty() && (runs_.size() > 1 ? runs_[runs_.size() - 2].end : 0) >= n) runs_.pop_back();
@@ -85,6 +111,24 @@ void Context::truncate(int64_t n) {
 }
 
 void Context::eval(const int32_t * tokens, int64_t n, const RunOptions & opts, bool all_logits, float * logits) {
+    try {
+        eval_part(tokens, n, opts, all_logits, logits);
+    } catch (...) {
+        end_chunk();
+        throw;
+    }
+    end_chunk();
+}
+
+void Context::end_chunk() {
+    if (!chunk_) return;
+    chunk_start_ = n_past_;  // the chunk's kept K/V is in the history already (finish_position)
+    chunk_->shrink(1);
+}
+
+// One part of the current chunk: positions n_past().. of it; the chunk goes on until end_chunk.
+void Context::eval_part(const int32_t * tokens, int64_t n, const RunOptions & opts, bool all_logits,
+                        float * logits) {
     if (n < 1) throw std::invalid_argument("eval needs at least one token");
     if (opts.loops < 1 || opts.loops > max_loops_) throw std::invalid_argument("loops outside the KV cache's slots");
     for (int64_t i = 0; i < n; i++) {
@@ -102,6 +146,8 @@ void Context::eval(const int32_t * tokens, int64_t n, const RunOptions & opts, b
     const int64_t n0 = n_past_;
     try {
         kv_.ensure(n_past_ + n);
+        if (chunk_) chunk_->ensure(n_past_ + n - chunk_start_);
+        fault::point("eval.kv");
         for (int64_t done = 0; done < n; done += n_batch_) {
             const int64_t m = std::min(n_batch_, n - done);
             const bool last = done + m == n;
@@ -123,11 +169,21 @@ bool Context::prefill(const int32_t * tokens, int64_t n, const RunOptions & opts
     while (p < valid && p < n - 1 && tokens_[static_cast<size_t>(p)] == tokens[p]) p++;
     truncate(p);
     reused_ = p;
-    for (int64_t i = p; i < n; i += n_batch_) {
-        if (i > p && stop && stop()) return false;
-        const int64_t m = std::min(n_batch_, n - i);
-        eval(tokens + i, m, opts, false, logits);
+    // The whole rest is one chunk (docs/kv-cache.md), however many micro-batches it takes.
+    try {
+        for (int64_t i = p; i < n; i += n_batch_) {
+            if (i > p && stop && stop()) {
+                end_chunk();
+                return false;
+            }
+            const int64_t m = std::min(n_batch_, n - i);
+            eval_part(tokens + i, m, opts, false, logits);
+        }
+    } catch (...) {
+        end_chunk();
+        throw;
     }
+    end_chunk();
     return true;
 }
 
@@ -141,6 +197,7 @@ void Context::forward(const int32_t * tokens, int64_t n, const RunOptions & opts
     for (int64_t i = 0; i < n; i++) {
         dequantize_row(model_.token_embd.type, model_.token_embd.row(tokens[i]), h + i * E, E);
     }
+    fault::point("forward.embed");
     int32_t * pos = grow(pos_, n);
     int64_t * idx = grow(idx_, n);
     for (int64_t i = 0; i < n; i++) {
@@ -153,12 +210,13 @@ void Context::forward(const int32_t * tokens, int64_t n, const RunOptions & opts
     exit_steps_.resize(static_cast<size_t>(n_past_ + n));
     tokens_.insert(tokens_.end(), tokens, tokens + n);
     if (runs_.empty() || runs_.back().opts != opts) runs_.push_back({n_past_, opts});
+    fault::point("forward.commit");  // the context's lists already hold this batch
     const int n_loops = opts.loops;
     const ExitPolicy & policy = opts.exit;
 
     int64_t na = n;  // active rows: h, pos and idx are compacted to them
     for (int s = 0; s < n_loops && na > 0; s++) {
-        for (int l = 0; l < nl; l++) block(model_.layers[static_cast<size_t>(l)], s * nl + l, na);
+        for (int l = 0; l < nl; l++) block(model_.layers[static_cast<size_t>(l)], s, l, na);
         ops_.rmsnorm(h, model_.output_norm.data(), h, na, E, cfg_.rms_eps);
 
         int64_t keep = 0;
@@ -173,7 +231,7 @@ void Context::forward(const int32_t * tokens, int64_t n, const RunOptions & opts
                 const int64_t out_row = all_logits ? i : (i == n - 1 ? 0 : -1);
                 if (n_out > 0 && out_row >= 0) std::memcpy(out_h + out_row * E, h + r * E, E * sizeof(float));
                 if (policy.mode == ExitMode::Skip) {
-                    fill_skipped(policy, s, pos[r]);
+                    finish_position(policy, s, pos[r]);
                     continue;  // drop the row: it runs no further loops
                 }
             }
@@ -188,9 +246,10 @@ void Context::forward(const int32_t * tokens, int64_t n, const RunOptions & opts
     }
     // Rows that ran every active loop: when fewer loops run than the cache has slots for,
     // the remaining slots follow the fill policy too.
-    for (int64_t r = 0; r < na; r++) fill_skipped(policy, n_loops - 1, pos[r]);
+    for (int64_t r = 0; r < na; r++) finish_position(policy, n_loops - 1, pos[r]);
     n_past_ += n;
     runs_.back().end = n_past_;
+    fault::point("forward.logits");  // the batch is in the context, its logits not yet computed
 
     if (n_out > 0) {  // logits = lm_head(h at each token's exit step)
         ops_.prepare(model_.output.type, out_h, n_out, E, act_);
@@ -198,7 +257,7 @@ void Context::forward(const int32_t * tokens, int64_t n, const RunOptions & opts
     }
 }
 
-void Context::block(const LayerWeights & w, int slot, int64_t n) {
+void Context::block(const LayerWeights & w, int loop, int layer, int64_t n) {
     const int64_t E = cfg_.n_embd, F = cfg_.n_ff;
     const int64_t qd = static_cast<int64_t>(cfg_.n_head) * cfg_.head_dim;
     float * h = h_.data();
@@ -211,6 +270,7 @@ void Context::block(const LayerWeights & w, int slot, int64_t n) {
     float * g = grow(g_, n * F);
     float * u = grow(u_, n * F);
     const int32_t * pos = pos_.data();
+    fault::point("forward.block");
 
     // attention: h += post_attention_norm(wo . attn(rope(wq x), rope(wk x), wv x)), x = attn_norm(h)
     ops_.rmsnorm(h, w.attn_norm.data(), xb, n, E, cfg_.rms_eps);
@@ -219,8 +279,19 @@ void Context::block(const LayerWeights & w, int slot, int64_t n) {
     project(xb, n, qkv, qkv_out, 3);
     ops_.rope(q, pos, n, cfg_.n_head, cfg_.head_dim, rope_.data(), n_past_);
     ops_.rope(k, pos, n, cfg_.n_head_kv, cfg_.head_dim, rope_.data(), n_past_);
-    attn_.store_kv(kv_, slot, k, v, pos, n);
-    attn_.attend(q, kv_, slot, pos, n, cfg_.n_head, cfg_.n_head_kv, cfg_.head_dim, att);
+    // kv_share none: slot (loop, layer) of every position; last: the history's layer slot,
+    // then the chunk's (loop, layer) slot (docs/kv-cache.md).
+    KVView view;
+    view.kv = &loop_kv();
+    view.slot = loop * cfg_.n_layer + layer;
+    view.base = loop_base();
+    if (chunk_) {
+        view.hist = &kv_;
+        view.hist_slot = layer;
+        view.hist_len = chunk_start_;
+    }
+    attn_.store_kv(loop_kv(), view.slot, k, v, pos, n, view.base);
+    attn_.attend(q, view, pos, n, cfg_.n_head, cfg_.n_head_kv, cfg_.head_dim, att);
     const Tensor * wo[1] = {&w.wo};
     project(att, n, wo, &o, 1);
     if (cfg_.post_norms) ops_.rmsnorm(o, w.post_attention_norm.data(), o, n, E, cfg_.rms_eps);
@@ -254,9 +325,20 @@ void Context::project(const float * x, int64_t n, const Tensor * const * ws, flo
 void Context::fill_skipped(const ExitPolicy & p, int last_loop, int64_t pos) {
     const int nl = cfg_.n_layer;
     const int src_loop = p.fill == KVFill::ExitLoop ? last_loop : 0;
+    KVCache & c = loop_kv();
+    const int64_t i = pos - loop_base();
     for (int s = last_loop + 1; s < max_loops_; s++) {
-        for (int l = 0; l < nl; l++) kv_.copy_position(src_loop * nl + l, s * nl + l, pos);
+        for (int l = 0; l < nl; l++) c.copy_position(src_loop * nl + l, s * nl + l, i);
     }
+}
+
+// A position whose last loop ran: the loops after it follow the fill policy, and in the shared
+// mode the history keeps what its last loop slot then holds.
+void Context::finish_position(const ExitPolicy & p, int last_loop, int64_t pos) {
+    fill_skipped(p, last_loop, pos);
+    if (!chunk_) return;
+    const int nl = cfg_.n_layer;
+    for (int l = 0; l < nl; l++) kv_.copy_from(*chunk_, (max_loops_ - 1) * nl + l, pos - chunk_start_, l, pos);
 }
 
 }  // namespace looplm

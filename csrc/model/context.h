@@ -4,7 +4,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -17,13 +19,21 @@
 
 namespace looplm {
 
+// How the KV cache is kept (docs/kv-cache.md): one slot per (loop, layer) for every position
+// (upstream's), or one per layer once a position's chunk is done ("last").
+enum class KVShare { None, Last };
+KVShare parse_kv_share(const std::string & s);  // "none" / "last"; std::invalid_argument naming kv_share
+const char * kv_share_name(KVShare s);
+
 // Settings fixed for the life of a context.
 struct ContextParams {
     int64_t n_ctx = 4096;
     int n_threads = 0;      // 0: physical cores
     int n_loops = 0;        // loops the KV cache has slots for; 0: the trained count
     int64_t n_batch = 256;  // tokens per forward micro-batch
-    DType kv_type = DType::F16;
+    DType kv_type = DType::F16;      // keys and values, unless type_k / type_v say otherwise
+    std::optional<DType> type_k, type_v;  // F32, F16, Q8_0, Q4_0
+    KVShare kv_share = KVShare::None;
     const Kernels * kernels = nullptr;  // nullptr: active_kernels()
 };
 
@@ -55,11 +65,13 @@ class Context {
     RunOptions resolve(const RunRequest & r) const;
 
     // Appends tokens at positions n_past().. and writes logits: [n, n_vocab] when all_logits,
-    // else [n_vocab] for the last token. Each token's logits come from its exit loop.
+    // else [n_vocab] for the last token. Each token's logits come from its exit loop. The
+    // tokens of one call are one chunk of the shared KV mode (docs/kv-cache.md).
     void eval(const int32_t * tokens, int64_t n, const RunOptions & opts, bool all_logits, float * logits);
     // Makes the context hold exactly tokens[0, n) and writes the last token's logits [n_vocab].
     // The longest common prefix with what the context holds is kept when its positions were
-    // computed with opts (their KV is then what a fresh evaluation gives); at least the last
+    // computed with opts (their KV is then what a fresh evaluation gives; in the shared KV
+    // mode, what the earlier calls made of them); the rest is one chunk; at least the last
     // token is evaluated. The rest goes in chunks of n_batch; between chunks `stop()` may
     // return true to end early (Ctrl-C), leaving a consistent, shorter context, and prefill
     // returns false. reused() tells how many positions were kept.
@@ -78,7 +90,16 @@ class Context {
     int64_t n_batch() const { return n_batch_; }
     int n_threads() const { return pool_.size(); }
     const Kernels & kernels() const { return k_; }
+    // The cache of every position (kv_share none), or the shared history of one slot per
+    // layer (last); chunk_kv() is the per-loop cache of the chunk being evaluated (last only).
     const KVCache & kv() const { return kv_; }
+    const KVCache * chunk_kv() const { return chunk_.get(); }
+    KVShare kv_share() const { return share_; }
+    // Bytes the KV cache holds now (history and chunk).
+    size_t kv_bytes() const { return kv_.allocated_bytes() + (chunk_ ? chunk_->allocated_bytes() : 0); }
+    // Bytes one more position costs once its chunk is done, and while it is in a chunk.
+    size_t kv_bytes_per_position() const { return kv_.bytes_per_position(); }
+    size_t kv_chunk_bytes_per_position() const { return chunk_ ? chunk_->bytes_per_position() : 0; }
     // The 0-based exit loop of every token in the context.
     const std::vector<int8_t> & exit_steps() const { return exit_steps_; }
     // The token ids in the context, in order (n_past() of them).
@@ -91,8 +112,13 @@ class Context {
         RunOptions opts;
     };
 
+    void eval_part(const int32_t * tokens, int64_t n, const RunOptions & opts, bool all_logits, float * logits);
+    void end_chunk();
     void forward(const int32_t * tokens, int64_t n, const RunOptions & opts, bool all_logits, float * logits);
-    void block(const LayerWeights & w, int slot, int64_t n);
+    void block(const LayerWeights & w, int loop, int layer, int64_t n);
+    KVCache & loop_kv() { return chunk_ ? *chunk_ : kv_; }  // the cache of (loop, layer) slots
+    int64_t loop_base() const { return chunk_ ? chunk_start_ : 0; }  // its index of position 0
+    void finish_position(const ExitPolicy & p, int last_loop, int64_t pos);
     void project(const float * x, int64_t n, const Tensor * const * ws, float * const * outs, int count);
     void fill_skipped(const ExitPolicy & p, int last_loop, int64_t pos);
 
@@ -104,7 +130,10 @@ class Context {
     Attention attn_;
     int max_loops_;
     int64_t n_batch_;
+    KVShare share_;
     KVCache kv_;
+    std::unique_ptr<KVCache> chunk_;  // kv_share last: the chunk's (loop, layer) slots
+    int64_t chunk_start_ = 0;         // kv_share last: the first position of the current chunk
     int64_t n_past_ = 0, reused_ = 0;
     std::vector<Run> runs_;  // what the positions [0, n_past) were computed with, in order
     std::vector<int8_t> exit_steps_;

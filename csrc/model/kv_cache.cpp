@@ -1,19 +1,40 @@
-// kv_cache.cpp - page allocation and the position copy used by the skipped-loop fill policy.
+// kv_cache.cpp - page allocation and the position copies of the fill policy and of the kept
+// K/V of the shared mode.
 #include "model/kv_cache.h"
 
 #include <cstring>
 #include <stdexcept>
 #include <string>
 
+#include "quant/traits.h"
+
 namespace looplm {
 
-KVCache::KVCache(int n_slots, int64_t kv_dim, int64_t n_ctx, DType type)
-    : n_slots_(n_slots), kv_dim_(kv_dim), n_ctx_(n_ctx), type_(type) {
-    if (type != DType::F16 && type != DType::F32) {
-        throw std::invalid_argument("kv_type must be f16 or f32");
+namespace {
+
+void check_type(DType t, int64_t kv_dim, const char * what) {
+    if (t != DType::F32 && t != DType::F16 && t != DType::Q8_0 && t != DType::Q4_0) {
+        throw std::invalid_argument(std::string(what) + " must be one of f32, f16, q8_0, q4_0, got " + type_name(t));
     }
-    row_bytes_ = static_cast<size_t>(kv_dim) * elem_bytes();
-    page_bytes_ = row_bytes_ * 2 * static_cast<size_t>(n_slots) * kPagePositions;
+    if ((t == DType::Q8_0 || t == DType::Q4_0) && kv_dim % 32 != 0) {
+        throw std::invalid_argument(std::string(what) + "=" + type_name(t) +
+                                    " needs a KV row that is a multiple of 32 (it is " + std::to_string(kv_dim) + ")");
+    }
+}
+
+}  // namespace
+
+size_t kv_row_bytes(DType t, int64_t kv_dim) { return static_cast<size_t>(row_bytes(t, kv_dim)); }
+
+KVCache::KVCache(int n_slots, int64_t kv_dim, int64_t n_ctx, DType type_k, DType type_v, int64_t page_positions)
+    : n_slots_(n_slots), kv_dim_(kv_dim), n_ctx_(n_ctx), page_pos_(page_positions), type_k_(type_k), type_v_(type_v) {
+    check_type(type_k, kv_dim, "type_k");
+    check_type(type_v, kv_dim, "type_v");
+    if (page_positions < 1) throw std::invalid_argument("page_positions must be >= 1");
+    row_k_ = kv_row_bytes(type_k, kv_dim);
+    row_v_ = kv_row_bytes(type_v, kv_dim);
+    slot_bytes_ = (row_k_ + row_v_) * static_cast<size_t>(page_pos_);
+    page_bytes_ = slot_bytes_ * static_cast<size_t>(n_slots);
 }
 
 void KVCache::ensure(int64_t n) {
@@ -21,15 +42,24 @@ void KVCache::ensure(int64_t n) {
         throw std::length_error("context overflow: " + std::to_string(n) + " positions, n_ctx is " +
                                 std::to_string(n_ctx_));
     }
-    const size_t need = static_cast<size_t>((n + kPagePositions - 1) / kPagePositions);
+    const size_t need = static_cast<size_t>((n + page_pos_ - 1) / page_pos_);
     while (pages_.size() < need) pages_.emplace_back(new uint8_t[page_bytes_]);
 }
 
 void KVCache::clear() { pages_.clear(); }
 
+void KVCache::shrink(size_t keep) {
+    if (pages_.size() > keep) pages_.resize(keep);
+}
+
 void KVCache::copy_position(int src, int dst, int64_t pos) {
-    std::memcpy(k(dst, pos), k(src, pos), row_bytes_);
-    std::memcpy(v(dst, pos), v(src, pos), row_bytes_);
+    std::memcpy(k(dst, pos), k(src, pos), row_k_);
+    std::memcpy(v(dst, pos), v(src, pos), row_v_);
+}
+
+void KVCache::copy_from(const KVCache & from, int src_slot, int64_t src_pos, int dst_slot, int64_t dst_pos) {
+    std::memcpy(k(dst_slot, dst_pos), from.k(src_slot, src_pos), row_k_);
+    std::memcpy(v(dst_slot, dst_pos), from.v(src_slot, src_pos), row_v_);
 }
 
 }  // namespace looplm

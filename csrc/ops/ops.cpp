@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
 namespace looplm {
 
@@ -22,7 +24,8 @@ constexpr int64_t kColBlock = 64;
 }  // namespace
 
 void Ops::prepare(DType weight, const float * x, int64_t rows, int64_t n, Activations & a) {
-    a.quantized = traits(weight).act == ActFormat::Q8;
+    const ActFormat fmt = traits(weight).act;
+    a.quantized = fmt != ActFormat::F32;
     a.n = n;
     a.rows = rows;
     a.packed_rows = 0;
@@ -31,16 +34,24 @@ void Ops::prepare(DType weight, const float * x, int64_t rows, int64_t n, Activa
         a.data = x;
         return;
     }
-    a.stride = static_cast<size_t>(n / QK) * sizeof(block_q8_s);
+    // Q8: block_q8_s rows of 32 (Q4_0/Q4_1/Q5_0/Q5_1/Q8_0); Q8K: block_q8_K rows of 256 (K-quants).
+    const bool k_quant = fmt == ActFormat::Q8K;
+    const int64_t block = k_quant ? QK_K : QK;
+    void (*quantize)(const float *, void *, int64_t) = k_quant ? k.quantize_q8k : k.quantize_q8;
+    if (n % block != 0 || !quantize) {
+        throw std::invalid_argument(std::string("cannot quantize activations of length ") + std::to_string(n) +
+                                    " for " + type_name(weight) + " weights");
+    }
+    a.stride = static_cast<size_t>(n / block) * (k_quant ? sizeof(block_q8_K) : sizeof(block_q8_s));
     if (a.buffer.size() < a.stride * static_cast<size_t>(rows)) a.buffer.resize(a.stride * static_cast<size_t>(rows));
     uint8_t * dst = a.buffer.data();
     const size_t stride = a.stride;
     a.data = dst;
     if (rows == 1) {
-        k.quantize_q8(x, dst, n);  // too little work to share
+        quantize(x, dst, n);  // too little work to share
         return;
     }
-    const bool pack = k.pack_x8 && rows >= 8 && n <= kMaxPackedN;
+    const bool pack = !k_quant && k.pack_x8 && rows >= 8 && n <= kMaxPackedN;
     if (pack) {
         a.packed_rows = rows / 8 * 8;
         a.group_bytes = k.packed_x8_bytes(n);
@@ -48,7 +59,7 @@ void Ops::prepare(DType weight, const float * x, int64_t rows, int64_t n, Activa
     }
     pool.run([&](int ith, int nth) {
         const Range r = split_range(rows, ith, nth);
-        for (int64_t i = r.begin; i < r.end; i++) k.quantize_q8(x + i * n, dst + i * stride, n);
+        for (int64_t i = r.begin; i < r.end; i++) quantize(x + i * n, dst + i * stride, n);
     });
     if (pack) {
         pool.run([&](int ith, int nth) {

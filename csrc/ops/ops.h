@@ -25,7 +25,8 @@ struct Tensor {
 };
 
 
-// Activations prepared for one weight type: f32 rows as given, or quantized to block_q8_s.
+// Activations prepared for one weight type: f32 rows as given, or quantized to the weight type's
+// partner (block_q8_s rows, or block_q8_K rows for the K-quants; traits' ActFormat).
 struct Activations {
     bool quantized = false;
     int64_t n = 0, rows = 0;  // row length, number of rows (tokens)
@@ -45,7 +46,8 @@ class Ops {
     const Kernels & k;
     ThreadPool & pool;
 
-    // Prepares x [rows, n] (row stride n) for matmuls against weights of type `weight`.
+    // Prepares x [rows, n] (row stride n) for matmuls against weights of type `weight`; n must be
+    // a whole number of the activation blocks (32, or 256 for the K-quants).
     void prepare(DType weight, const float * x, int64_t rows, int64_t n, Activations & a);
     // out [rows, w.ne1] = a [rows, w.ne0] . w^T
     void matmul(const Tensor & w, const Activations & a, float * out);

@@ -61,6 +61,7 @@ PYBIND11_MODULE(_core, m) {
     m.def("file_info", &file_info, py::arg("path"), py::arg("max_array") = 64,
           "Validates a GGUF file and returns its header, metadata and tensor table.");
     bind_kernels(m);  // bindings_kernels.cpp: kernel test hooks, read bandwidth
+    bind_quant(m);    // quant_bind.cpp: block formats (decoders, quantizers)
 
     py::class_<Sampler>(m, "Sampler")
         .def(py::init([](float temperature, int top_k, float top_p, float min_p, float repeat_penalty,

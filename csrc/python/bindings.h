@@ -15,6 +15,8 @@ const Kernels & kernel_set(const std::string & name);
 void bind_kernels(pybind11::module_ & m);
 // py_model.cpp
 void bind_model(pybind11::module_ & m);
+// quant_bind.cpp: row decoders and quantizers of the block formats
+void bind_quant(pybind11::module_ & m);
 // py_batch.cpp
 void bind_batch(pybind11::module_ & m);
 

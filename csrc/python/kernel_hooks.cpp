@@ -1,6 +1,7 @@
 // python/kernel_hooks.cpp - looplm._core's kernel-level functions: each kernel set run on numpy
 // data (the hooks tests/test_kernels.py checks against gguf-py and NumPy) and the memory
-// read bandwidth probe of `looplm bench`. Translation only.
+// read bandwidth probe of `looplm bench`; the fault injection switch of the robustness tests.
+// Translation only.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -17,6 +18,7 @@
 #include "quant/quantize.h"
 #include "quant/traits.h"
 #include "quant/types.h"
+#include "runtime/fault.h"
 
 namespace py = pybind11;
 
@@ -79,6 +81,47 @@ py::array_t<float> kernel_matmul(const std::string & set, uint32_t type_id,
     return out;
 }
 
+// The Q8_K activation rows of x (n a multiple of 256) as raw block_q8_K bytes.
+py::bytes kernel_quantize_q8k(const std::string & set, py::array_t<float, py::array::c_style | py::array::forcecast> x) {
+    const Kernels & k = kernel_set(set);
+    if (x.size() % QK_K != 0) throw std::invalid_argument("length must be a multiple of 256");
+    if (!k.quantize_q8k) throw std::invalid_argument(set + " has no quantize_q8k");
+    std::string out(static_cast<size_t>(x.size() / QK_K) * sizeof(block_q8_K), '\0');
+    k.quantize_q8k(x.data(), out.data(), x.size());
+    return py::bytes(out);
+}
+
+// One tile GEMM of a set for the Q5 and K-quant weight types, called directly rather than
+// through ops and the type table: out [nc, rows] = x [nc, n] . W^T, x quantized by the set's
+// own activation quantizer (block_q8_s for Q5_0/Q5_1, block_q8_K for the K-quants).
+py::array_t<float> kernel_gemm(const std::string & set, uint32_t type_id, py::array_t<uint8_t, py::array::c_style> w,
+                               int64_t n, py::array_t<float, py::array::c_style | py::array::forcecast> x) {
+    const Kernels & k = kernel_set(set);
+    const DType t = static_cast<DType>(type_id);
+    GemmFn gemm = nullptr;
+    bool q8k = true;
+    switch (t) {
+        case DType::Q5_0: gemm = k.gemm_q5_0, q8k = false; break;
+        case DType::Q5_1: gemm = k.gemm_q5_1, q8k = false; break;
+        case DType::Q4_K: gemm = k.gemm_q4_K; break;
+        case DType::Q5_K: gemm = k.gemm_q5_K; break;
+        case DType::Q6_K: gemm = k.gemm_q6_K; break;
+        default: throw std::invalid_argument("kernel_gemm: type id " + std::to_string(type_id) + " is not Q5_x/Qx_K");
+    }
+    if (!gemm || !k.quantize_q8k) throw std::invalid_argument(set + " has no kernel for " + type_name(t));
+    const int64_t blk = q8k ? QK_K : QK;
+    if (n % blk != 0 || w.ndim() != 2 || w.shape(1) != row_bytes(t, n) || x.ndim() != 2 || x.shape(1) != n) {
+        throw std::invalid_argument("shape mismatch");
+    }
+    const int64_t nc = x.shape(0), nr = w.shape(0);
+    const size_t xs = static_cast<size_t>(n / blk) * (q8k ? sizeof(block_q8_K) : sizeof(block_q8_s));
+    std::vector<uint8_t> xq(xs * static_cast<size_t>(nc));
+    for (int64_t c = 0; c < nc; c++) (q8k ? k.quantize_q8k : k.quantize_q8)(x.data() + c * n, xq.data() + c * xs, n);
+    py::array_t<float> out({nc, nr});
+    gemm(n, w.data(), static_cast<size_t>(w.shape(1)), nr, xq.data(), xs, nc, out.mutable_data(), static_cast<size_t>(nr));
+    return out;
+}
+
 // The attention helpers: ("dot_f16", a_f16_bits, b) / ("axpy_f16", alpha, x_f16_bits, y) / ...
 py::object kernel_vec(const std::string & set, const std::string & op, py::array a, py::array b, float alpha) {
     const Kernels & k = kernel_set(set);
@@ -109,6 +152,21 @@ py::object kernel_vec(const std::string & set, const std::string & op, py::array
         }
         return std::move(out);
     }
+    // Quantized KV rows: a = the row's raw Q8_0 / Q4_0 bytes, b = the f32 query / output.
+    if (op == "dot_q8_0" || op == "dot_q4_0" || op == "axpy_q8_0" || op == "axpy_q4_0") {
+        auto raw = py::array_t<uint8_t, py::array::c_style>::ensure(a);
+        auto y = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(b);
+        const bool q8 = op.find("q8_0") != std::string::npos;
+        const int64_t n = y.size();
+        if (n % QK != 0 || raw.size() != row_bytes(q8 ? DType::Q8_0 : DType::Q4_0, n)) {
+            throw std::invalid_argument("length mismatch");
+        }
+        if (op[0] == 'd') return py::float_((q8 ? k.dot_q8_0_f32 : k.dot_q4_0_f32)(n, raw.data(), y.data()));
+        py::array_t<float> out(n);
+        std::memcpy(out.mutable_data(), y.data(), static_cast<size_t>(n) * 4);
+        (q8 ? k.axpy_q8_0 : k.axpy_q4_0)(n, alpha, raw.data(), out.mutable_data());
+        return std::move(out);
+    }
     if (op == "silu_mul") {
         auto g = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
         auto u = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(b);
@@ -130,6 +188,8 @@ py::object kernel_vec(const std::string & set, const std::string & op, py::array
 }  // namespace
 
 void bind_kernels(py::module_ & m) {
+    m.def("_arm_fault", &fault::arm, py::arg("stage"), py::arg("nth"),
+          "Tests only: the nth pass through the named stage raises MemoryError (runtime/fault.h).");
     m.def(
         "read_bandwidth",
         [](int n_threads, size_t bytes, int reps) {
@@ -142,6 +202,8 @@ void bind_kernels(py::module_ & m) {
         "Best-of-reps memory read bandwidth in bytes/s with n_threads threads.");
     m.def("kernel_quantize", &kernel_quantize);
     m.def("kernel_matmul", &kernel_matmul);
+    m.def("kernel_quantize_q8k", &kernel_quantize_q8k);
+    m.def("kernel_gemm", &kernel_gemm);
     m.def("kernel_vec", &kernel_vec, py::arg("set"), py::arg("op"), py::arg("a"), py::arg("b"),
           py::arg("alpha") = 0.0f);
 }

@@ -31,10 +31,35 @@ RunRequest request(std::optional<int> loops, std::optional<double> threshold, co
     return r;
 }
 
+// "f32", "f16", "q8_0", "q4_0" -> the cache type; errors name the keyword (kv_type, type_k, type_v).
+DType kv_dtype(const std::string & s, const char * what) {
+    if (s == "f32") return DType::F32;
+    if (s == "f16") return DType::F16;
+    if (s == "q8_0") return DType::Q8_0;
+    if (s == "q4_0") return DType::Q4_0;
+    throw std::invalid_argument(std::string(what) + " must be one of 'f32', 'f16', 'q8_0', 'q4_0', not '" + s + "'");
+}
+
+const char * kv_dtype_name(DType t) {
+    switch (t) {
+        case DType::F32: return "f32";
+        case DType::Q8_0: return "q8_0";
+        case DType::Q4_0: return "q4_0";
+        default: return "f16";
+    }
+}
+
+// The cache settings of a load: kv_type for both, type_k / type_v over it, the sharing.
+struct KVSettings {
+    std::string kv_type = "f16";
+    std::optional<std::string> type_k, type_v;
+    std::string kv_share = "none";
+};
+
 // A loaded model with its context: what looplm.Model wraps.
 class PyModel {
   public:
-    PyModel(const std::string & path, int64_t n_ctx, int n_threads, int loops, const std::string & kv_type,
+    PyModel(const std::string & path, int64_t n_ctx, int n_threads, int loops, const KVSettings & kv,
             const std::string & kernels, int64_t n_batch, const RunRequest & defaults, bool use_mmap, bool use_mlock)
         : model_(path, use_mmap, use_mlock), defaults_(defaults) {
         ContextParams p;
@@ -42,9 +67,10 @@ class PyModel {
         p.n_threads = n_threads;
         p.n_loops = loops;
         p.n_batch = n_batch;
-        if (kv_type == "f16") p.kv_type = DType::F16;
-        else if (kv_type == "f32") p.kv_type = DType::F32;
-        else throw std::invalid_argument("kv_type must be 'f16' or 'f32', not '" + kv_type + "'");
+        p.kv_type = kv_dtype(kv.kv_type, "kv_type");
+        if (kv.type_k) p.type_k = kv_dtype(*kv.type_k, "type_k");
+        if (kv.type_v) p.type_v = kv_dtype(*kv.type_v, "type_v");
+        p.kv_share = parse_kv_share(kv.kv_share);
         if (!kernels.empty()) p.kernels = &kernel_set(kernels);
         ctx_.reset(new Context(model_, p));
         load_options_ = ctx_->resolve(defaults_);  // validates the load-time options
@@ -60,26 +86,20 @@ class PyModel {
         const int64_t n = tokens.shape(0);
         const int64_t vocab = model_.config().n_vocab;
         std::vector<int32_t> ids(tokens.data(), tokens.data() + n);
-        std::vector<float> out;
+        // Before sizing the logits by n: a request that cannot fit must not allocate them.
+        check_fits(n);
+        // The result is allocated before the evaluation (not under the claim: making a Python
+        // object may run other Python code), so no failure can follow a successful eval: a
+        // call that fails leaves the context as it was.
+        py::array_t<float> out = all_logits ? py::array_t<float>({n, vocab}) : py::array_t<float>(vocab);
+        float * data = out.mutable_data();
         {
             auto lock = claim();
-            // Before sizing the logits by n: a request that cannot fit must not allocate them.
-            if (n > ctx_->kv().n_ctx() - ctx_->n_past()) {
-                throw std::length_error("context overflow: " + std::to_string(ctx_->n_past()) + " tokens in the context + " +
-                                        std::to_string(n) + " new > n_ctx " + std::to_string(ctx_->kv().n_ctx()));
-            }
-            out.resize(static_cast<size_t>((all_logits ? n : 1) * vocab));
+            check_fits(n);  // again, under the claim
             py::gil_scoped_release release;
-            ctx_->eval(ids.data(), n, opts, all_logits, out.data());
+            ctx_->eval(ids.data(), n, opts, all_logits, data);
         }
-        if (all_logits) {
-            py::array_t<float> a({n, vocab});
-            std::memcpy(a.mutable_data(), out.data(), out.size() * sizeof(float));
-            return a;
-        }
-        py::array_t<float> a(vocab);
-        std::memcpy(a.mutable_data(), out.data(), out.size() * sizeof(float));
-        return a;
+        return out;
     }
 
     void reset() {
@@ -97,24 +117,22 @@ class PyModel {
     // KeyboardInterrupt then leaves a consistent context of the chunks already evaluated.
     py::array_t<float> prefill(const std::vector<int32_t> & tokens, const RunOptions & opts) {
         const int64_t n = static_cast<int64_t>(tokens.size());
-        std::vector<float> out;
+        if (n > ctx_->kv().n_ctx()) {
+            throw std::length_error("context overflow: a prompt of " + std::to_string(n) + " tokens > n_ctx " +
+                                    std::to_string(ctx_->kv().n_ctx()));
+        }
+        py::array_t<float> out(static_cast<py::ssize_t>(model_.config().n_vocab));  // before any work, as in eval
+        float * data = out.mutable_data();
         {
             auto lock = claim();
-            if (n > ctx_->kv().n_ctx()) {
-                throw std::length_error("context overflow: a prompt of " + std::to_string(n) + " tokens > n_ctx " +
-                                        std::to_string(ctx_->kv().n_ctx()));
-            }
-            out.resize(static_cast<size_t>(model_.config().n_vocab));
             py::gil_scoped_release release;
-            ctx_->prefill(tokens.data(), n, opts, out.data(), [] {
+            ctx_->prefill(tokens.data(), n, opts, data, [] {
                 py::gil_scoped_acquire gil;
                 if (PyErr_CheckSignals() != 0) throw py::error_already_set();
                 return false;
             });
         }
-        py::array_t<float> a(static_cast<py::ssize_t>(out.size()));
-        std::memcpy(a.mutable_data(), out.data(), out.size() * sizeof(float));
-        return a;
+        return out;
     }
 
     int64_t reused() const { return ctx_->reused(); }
@@ -143,18 +161,23 @@ class PyModel {
     }
 
     // Keys and values of one (loop, layer) slot as f32 [n_past, kv_dim]; for tests and debugging.
+    // Loop -1 is the last loop's slot, and in the shared mode (kv_share last) the only one.
     py::tuple kv_slot(int loop, int layer) const {
         auto lock = claim();
         const KVCache & kv = ctx_->kv();
-        if (loop < 0 || loop >= ctx_->max_loops() || layer < 0 || layer >= model_.config().n_layer) {
-            throw std::invalid_argument("no KV slot for loop " + std::to_string(loop) + ", layer " + std::to_string(layer));
+        const bool shared = ctx_->kv_share() == KVShare::Last;
+        if (loop == -1 && !shared) loop = ctx_->max_loops() - 1;
+        if ((shared ? loop != -1 : loop < 0 || loop >= ctx_->max_loops()) || layer < 0 ||
+            layer >= model_.config().n_layer) {
+            throw std::invalid_argument("no KV slot for loop " + std::to_string(loop) + ", layer " + std::to_string(layer) +
+                                        (shared ? " (kv_share='last' keeps one slot per layer: loop -1)" : ""));
         }
-        const int slot = loop * model_.config().n_layer + layer;
+        const int slot = shared ? layer : loop * model_.config().n_layer + layer;
         const int64_t n = ctx_->n_past(), d = kv.kv_dim();
         std::vector<float> k(static_cast<size_t>(n * d)), v(k.size());
         for (int64_t t = 0; t < n; t++) {
-            dequantize_row(kv.type(), kv.k(slot, t), k.data() + t * d, d);
-            dequantize_row(kv.type(), kv.v(slot, t), v.data() + t * d, d);
+            dequantize_row(kv.type_k(), kv.k(slot, t), k.data() + t * d, d);
+            dequantize_row(kv.type_v(), kv.v(slot, t), v.data() + t * d, d);
         }
         lock.unlock();  // Python objects after the claim: allocating them may run other threads
         py::array_t<float> ka({n, d}), va({n, d});
@@ -185,7 +208,12 @@ class PyModel {
         d["has_exit_gate"] = c.has_gate;
         d["exit_threshold_default"] = c.exit_threshold;
         d["n_ctx"] = ctx_->kv().n_ctx();
-        d["kv_type"] = ctx_->kv().type() == DType::F16 ? "f16" : "f32";
+        d["kv_type"] = kv_dtype_name(ctx_->kv().type_k());  // the key type; type_k / type_v apart
+        d["type_k"] = kv_dtype_name(ctx_->kv().type_k());
+        d["type_v"] = kv_dtype_name(ctx_->kv().type_v());
+        d["kv_share"] = kv_share_name(ctx_->kv_share());
+        d["kv_bytes_per_token"] = ctx_->kv_bytes_per_position();
+        d["kv_chunk_bytes_per_token"] = ctx_->kv_chunk_bytes_per_position();
         d["n_threads"] = ctx_->n_threads();
         d["kernels"] = ctx_->kernels().name;
         d["weight_type"] = type_name(model_.layers[0].ffn_up.type);
@@ -240,10 +268,17 @@ class PyModel {
     int64_t n_past() const { return ctx_->n_past(); }
     size_t kv_bytes() const {
         auto lock = claim();
-        return ctx_->kv().allocated_bytes();
+        return ctx_->kv_bytes();
     }
 
   private:
+    void check_fits(int64_t n) const {
+        if (n > ctx_->kv().n_ctx() - ctx_->n_past()) {
+            throw std::length_error("context overflow: " + std::to_string(ctx_->n_past()) + " tokens in the context + " +
+                                    std::to_string(n) + " new > n_ctx " + std::to_string(ctx_->kv().n_ctx()));
+        }
+    }
+
     // Claims the context for one call without waiting. eval runs without the GIL, so another
     // Python thread may call in meanwhile: it gets this error rather than racing with the
     // eval (readers too: tokens, exit steps and KV pages may be reallocated under them).
@@ -286,8 +321,14 @@ void bind_model(py::module_ & m) {
                          const std::string & kernels, int64_t n_batch, std::optional<int> run_loops,
                          std::optional<double> exit_threshold, std::optional<std::string> exit_mode,
                          std::optional<int> exit_at_step, std::optional<std::string> kv_fill, bool use_mmap,
-                         bool use_mlock) {
-                 return new PyModel(path, n_ctx, n_threads, loops, kv_type, kernels, n_batch,
+                         bool use_mlock, std::optional<std::string> type_k, std::optional<std::string> type_v,
+                         const std::string & kv_share) {
+                 KVSettings kv;
+                 kv.kv_type = kv_type;
+                 kv.type_k = type_k;
+                 kv.type_v = type_v;
+                 kv.kv_share = kv_share;
+                 return new PyModel(path, n_ctx, n_threads, loops, kv, kernels, n_batch,
                                     request(run_loops, exit_threshold, exit_mode, exit_at_step, kv_fill), use_mmap,
                                     use_mlock);
              }),
@@ -295,7 +336,8 @@ void bind_model(py::module_ & m) {
              py::arg("kernels"), py::arg("n_batch"), py::kw_only(), py::arg("run_loops") = py::none(),
              py::arg("exit_threshold") = py::none(), py::arg("exit_mode") = py::none(),
              py::arg("exit_at_step") = py::none(), py::arg("kv_fill") = py::none(), py::arg("use_mmap") = true,
-             py::arg("use_mlock") = false)
+             py::arg("use_mlock") = false, py::arg("type_k") = py::none(), py::arg("type_v") = py::none(),
+             py::arg("kv_share") = "none")
         .def(
             "resolve",
             [](const PyModel & m, std::optional<int> loops, std::optional<double> exit_threshold,

@@ -3,10 +3,15 @@
 // without the Python package (scripts/ci_arm.sh runs it under qemu-aarch64).
 //
 //   quantize_q8   bit-exact with quantize_row_q8_s_ref (ties, zero and tiny blocks included)
+//   quantize_q8k  bit-exact with the reference's (which tests/test_kernels.py checks against
+//                 ggml's quantize_row_q8_K_ref written in NumPy)
 //   gemm_*        within 1e-5 of the reference, relative to the largest output of the tile
 //                 (only the order of the float sums may differ), for several n, rows and
 //                 columns (1, the 4-column tile and tails); nothing written outside the tile;
 //                 the reference itself checked against a double-precision product
+//   gemm_q5_*, gemm_q*_K  on random blocks (every quant, scale and min value) within 1e-5 of
+//                 the reference, as above (tests/test_kernels.py checks the reference against
+//                 gguf-py's dequantization)
 //   attention     dot_f16_f32, dot_f32 against double sums; axpy_f16/f32 against the reference
 //   f32_to_f16    bit-exact (round to nearest even, subnormals, overflow to inf)
 //   silu_mul      within 2e-6 relative of a double-precision silu(g) * u
@@ -14,6 +19,7 @@
 // Usage: test_kernels          run all checks, exit status 1 on any failure
 //        test_kernels --list   print the CPU features and the kernel sets only
 #include <cmath>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -24,12 +30,13 @@
 
 #include "check.h"
 #include "kernels/kernels.h"
-#include "runtime/cpu_features.h"
+#include "kernels/ref_kquants.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
 #include "quant/quantize.h"
 #include "quant/traits.h"
 #include "quant/types.h"
+#include "runtime/cpu_features.h"
 
 using namespace looplm;
 
@@ -37,10 +44,14 @@ namespace {
 
 std::mt19937 g_rng(7);
 
-std::vector<float> randn(size_t n, float scale = 1.0f) {
+// The Q5/K-quant checks draw from their own generator, so that the older checks see the same
+// data as before they were added.
+std::mt19937 g_rng_new(11);
+
+std::vector<float> randn(size_t n, float scale = 1.0f, std::mt19937 & rng = g_rng) {
     std::normal_distribution<float> nd(0.0f, 1.0f);
     std::vector<float> v(n);
-    for (float & x : v) x = scale * nd(g_rng);
+    for (float & x : v) x = scale * nd(rng);
     return v;
 }
 
@@ -63,7 +74,7 @@ void test_quantize(const Kernels & k) {
             b[QK] = 127.0f;                            // d = 1: x * id = j - 15.5 are exact ties
             for (int j = 1; j < QK; j++) b[QK + j] = static_cast<float>(j) - 15.5f;
             for (int j = 0; j < QK; j++) b[2 * QK + j] = 0.5f * static_cast<float>(j) / 127.0f;
-            for (int j = 0; j < QK; j++) b[3 * QK + j] = j == 7 ? -3.0f : 0.0f;  // one negative extreme
+            for (int j = 0; j < QK; j++) b[3 * QK + j] = j == 7 ? -3.0f : 0.0f;     // one negative extreme
             for (int j = 0; j < QK; j++) b[4 * QK + j] = j % 2 ? 1e-30f : -2e-38f;  // denormal-range d
         }
         std::vector<block_q8_s> got(static_cast<size_t>(nb)), ref(static_cast<size_t>(nb));
@@ -73,10 +84,10 @@ void test_quantize(const Kernels & k) {
         for (int64_t i = 0; i < nb; i++) {
             const block_q8_s & g = got[static_cast<size_t>(i)];
             const block_q8_s & r = ref[static_cast<size_t>(i)];
-            CHECK(std::memcmp(&g, &r, sizeof(block_q8_s)) == 0,
-                  "%s: row %d block %lld: d %a/%a ds %a/%a qs %s bias %s", k.name, row, static_cast<long long>(i),
-                  static_cast<double>(g.d), static_cast<double>(r.d), static_cast<double>(g.ds),
-                  static_cast<double>(r.ds), std::memcmp(g.qs, r.qs, QK) ? "differ" : "equal",
+            CHECK(std::memcmp(&g, &r, sizeof(block_q8_s)) == 0, "%s: row %d block %lld: d %a/%a ds %a/%a qs %s bias %s",
+                  k.name, row, static_cast<long long>(i), static_cast<double>(g.d), static_cast<double>(r.d),
+                  static_cast<double>(g.ds), static_cast<double>(r.ds),
+                  std::memcmp(g.qs, r.qs, QK) ? "differ" : "equal",
                   std::memcmp(g.bias, r.bias, sizeof(r.bias)) ? "differ" : "equal");
         }
     }
@@ -184,11 +195,119 @@ void test_gemm(const Kernels & k, DType t, int64_t n, int64_t nr, int64_t nc) {
     }
     const char * tn = type_name(t);
     const long long ln = n, lr = nr, lc = nc;
-    CHECK(ref_err <= 1e-5 * scale * std::sqrt(static_cast<double>(n)), "ref %s n=%lld nr=%lld nc=%lld: err %.3g scale %.3g",
-          tn, ln, lr, lc, ref_err, scale);
-    CHECK(finite && err <= 1e-5 * scale, "%s %s n=%lld nr=%lld nc=%lld: max err %.3g (scale %.3g)", k.name, tn, ln, lr, lc,
-          err, scale);
+    CHECK(ref_err <= 1e-5 * scale * std::sqrt(static_cast<double>(n)),
+          "ref %s n=%lld nr=%lld nc=%lld: err %.3g scale %.3g", tn, ln, lr, lc, ref_err, scale);
+    CHECK(finite && err <= 1e-5 * scale, "%s %s n=%lld nr=%lld nc=%lld: max err %.3g (scale %.3g)", k.name, tn, ln, lr,
+          lc, err, scale);
     CHECK(outside_ok, "%s %s n=%lld nr=%lld nc=%lld: wrote outside the tile", k.name, tn, ln, lr, lc);
+}
+
+// ---- Q5_0, Q5_1 and the K-quants
+
+void test_quantize_q8k(const Kernels & k) {
+    const int64_t nb = 8, n = nb * QK_K;
+    for (int row = 0; row < 5; row++) {
+        const float scales[] = {1.0f, 1e-4f, 3e4f, 1e-30f, 0.5f};
+        std::vector<float> x = randn(static_cast<size_t>(n) + 1, scales[row], g_rng_new);
+        float * b = x.data() + 1;  // deliberately not 16-byte aligned
+        if (row == 0) {
+            for (int j = 0; j < QK_K; j++) b[j] = 0.0f;  // an all-zero block
+            float * t = b + QK_K;                        // max = -127: iscale = 1, exact ties
+            for (int j = 0; j < QK_K; j++) t[j] = static_cast<float>(j % 100) - 49.5f;
+            t[3] = -127.0f;
+            t = b + 2 * QK_K;  // one positive extreme, the rest zero
+            for (int j = 0; j < QK_K; j++) t[j] = j == 200 ? 2.0f : 0.0f;
+            t = b + 3 * QK_K;  // equal |x| of both signs: the first is the max
+            t[10] = -40.0f;
+            t[20] = 40.0f;
+        }
+        std::vector<block_q8_K> got(static_cast<size_t>(nb)), ref(static_cast<size_t>(nb));
+        std::memset(got.data(), 0xAB, got.size() * sizeof(block_q8_K));
+        k.quantize_q8k(b, got.data(), n);
+        quantize_q8k_ref(b, ref.data(), n);
+        for (int64_t i = 0; i < nb; i++) {
+            const block_q8_K & g = got[static_cast<size_t>(i)];
+            const block_q8_K & r = ref[static_cast<size_t>(i)];
+            CHECK(std::memcmp(&g, &r, sizeof(block_q8_K)) == 0,
+                  "%s quantize_q8k: row %d block %lld: d %a/%a qs %s bsums %s", k.name, row, static_cast<long long>(i),
+                  static_cast<double>(g.d), static_cast<double>(r.d),
+                  std::memcmp(g.qs, r.qs, QK_K) ? "differ" : "equal",
+                  std::memcmp(g.bsums, r.bsums, sizeof(r.bsums)) ? "differ" : "equal");
+        }
+    }
+}
+
+// Random blocks of a Q5 or K-quant type: random bytes with sane fp16 super-block scales at
+// the block's scale offsets, so that every quant, six-bit scale and min (and Q6_K's int8
+// scales) occurs.
+std::vector<uint8_t> random_blocks(DType t, int64_t n, int64_t rows, size_t stride) {
+    const TypeTraits & tr = traits(t);
+    std::vector<int> offsets = {0};
+    if (t == DType::Q5_1 || t == DType::Q4_K || t == DType::Q5_K) offsets.push_back(2);
+    if (t == DType::Q6_K) offsets = {static_cast<int>(offsetof(block_q6_K, d))};
+    std::uniform_int_distribution<int> byte(0, 255);
+    std::normal_distribution<float> nd(0.0f, 0.02f);
+    std::vector<uint8_t> raw(stride * static_cast<size_t>(rows), 0);
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t b = 0; b < n / tr.block_elems; b++) {
+            uint8_t * blk = raw.data() + r * stride + b * tr.block_bytes;
+            for (int64_t i = 0; i < tr.block_bytes; i++) blk[i] = static_cast<uint8_t>(byte(g_rng_new));
+            for (int off : offsets) {
+                const uint16_t h = fp32_to_fp16(nd(g_rng_new));
+                std::memcpy(blk + off, &h, 2);
+            }
+        }
+    }
+    return raw;
+}
+
+GemmFn new_gemm(const Kernels & k, DType t) {
+    switch (t) {
+        case DType::Q5_0: return k.gemm_q5_0;
+        case DType::Q5_1: return k.gemm_q5_1;
+        case DType::Q4_K: return k.gemm_q4_K;
+        case DType::Q5_K: return k.gemm_q5_K;
+        default: return k.gemm_q6_K;
+    }
+}
+
+void test_gemm_new(const Kernels & k, DType t, int64_t n, int64_t nr, int64_t nc) {
+    const bool q8k = t != DType::Q5_0 && t != DType::Q5_1;
+    const size_t ws = static_cast<size_t>(row_bytes(t, n)) + 6;  // not a whole number of blocks
+    const std::vector<uint8_t> w = random_blocks(t, n, nr, ws);
+    const size_t xs = q8k ? static_cast<size_t>(n / QK_K + 1) * sizeof(block_q8_K)
+                          : static_cast<size_t>(n / QK + 1) * sizeof(block_q8_s);
+    std::vector<uint8_t> x(xs * static_cast<size_t>(nc));
+    for (int64_t c = 0; c < nc; c++) {
+        const std::vector<float> v = randn(static_cast<size_t>(n), 1.0f, g_rng_new);
+        if (q8k)
+            quantize_q8k_ref(v.data(), x.data() + c * xs, n);
+        else
+            quantize_row_q8_s_ref(v.data(), reinterpret_cast<block_q8_s *>(x.data() + c * xs), n);
+    }
+    const size_t ldo = static_cast<size_t>(nr + 3);
+    const float canary = 12345.0f;
+    std::vector<float> ref(ldo * static_cast<size_t>(nc), canary), got(ref);
+    new_gemm(kernels_ref, t)(n, w.data(), ws, nr, x.data(), xs, nc, ref.data(), ldo);
+    new_gemm(k, t)(n, w.data(), ws, nr, x.data(), xs, nc, got.data(), ldo);
+    double scale = 0.0, err = 0.0;
+    bool outside_ok = true, finite = true;
+    for (int64_t c = 0; c < nc; c++) {
+        for (size_t r = 0; r < ldo; r++) {
+            const size_t o = c * ldo + r;
+            if (r >= static_cast<size_t>(nr)) {
+                outside_ok = outside_ok && got[o] == canary;
+                continue;
+            }
+            finite = finite && std::isfinite(got[o]);
+            scale = std::fmax(scale, std::fabs(static_cast<double>(ref[o])));
+            err = std::fmax(err, std::fabs(static_cast<double>(got[o]) - ref[o]));
+        }
+    }
+    const long long ln = n, lr = nr, lc = nc;
+    CHECK(finite && err <= 1e-5 * scale, "%s %s n=%lld nr=%lld nc=%lld: max err %.3g (scale %.3g)", k.name,
+          type_name(t), ln, lr, lc, err, scale);
+    CHECK(outside_ok, "%s %s n=%lld nr=%lld nc=%lld: wrote outside the tile", k.name, type_name(t), ln, lr, lc);
 }
 
 // ---- attention helpers and f32 -> f16
@@ -239,12 +358,31 @@ void test_vectors(const Kernels & k) {
     std::vector<float> v = randn(200, 1000.0f);
     const std::vector<float> small = randn(100, 1e-5f);
     v.insert(v.end(), small.begin(), small.end());
-    const float specials[] = {65504.0f,      65519.996f,    65520.0f,      -65520.0f,          1e10f,
-                              INFINITY,      -INFINITY,     0.0f,          -0.0f,              1e-8f,
-                              6e-5f,         3e-8f,         std::ldexp(1.0f, -14),             std::ldexp(1.0f, -24),
-                              std::ldexp(1.0f, -25),        std::ldexp(3.0f, -25),             std::ldexp(5.0f, -26),
-                              1.0f + std::ldexp(1.0f, -11), 1.0f + std::ldexp(3.0f, -11),      -(1.0f + std::ldexp(1.0f, -11)),
-                              2049.0f,       2051.0f,       -2051.0f,      0.1f,               1.0f / 3.0f};
+    const float specials[] = {65504.0f,
+                              65519.996f,
+                              65520.0f,
+                              -65520.0f,
+                              1e10f,
+                              INFINITY,
+                              -INFINITY,
+                              0.0f,
+                              -0.0f,
+                              1e-8f,
+                              6e-5f,
+                              3e-8f,
+                              std::ldexp(1.0f, -14),
+                              std::ldexp(1.0f, -24),
+                              std::ldexp(1.0f, -25),
+                              std::ldexp(3.0f, -25),
+                              std::ldexp(5.0f, -26),
+                              1.0f + std::ldexp(1.0f, -11),
+                              1.0f + std::ldexp(3.0f, -11),
+                              -(1.0f + std::ldexp(1.0f, -11)),
+                              2049.0f,
+                              2051.0f,
+                              -2051.0f,
+                              0.1f,
+                              1.0f / 3.0f};
     v.insert(v.end(), std::begin(specials), std::end(specials));
     for (size_t off : {size_t(0), size_t(1), size_t(3)}) {
         const int64_t n = static_cast<int64_t>(v.size() - off);
@@ -309,6 +447,14 @@ int main(int argc, char ** argv) {
             for (int64_t n : {32, 64, 288, 1024}) {
                 for (int64_t nr : {1, 5, 37}) {
                     for (int64_t nc : {1, 2, 3, 4, 5, 8, 9}) test_gemm(k, t, n, nr, nc);
+                }
+            }
+        }
+        test_quantize_q8k(k);
+        for (DType t : {DType::Q5_0, DType::Q5_1, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+            for (int64_t n : {256, 512, 2816}) {
+                for (int64_t nr : {1, 4, 5, 37}) {
+                    for (int64_t nc : {1, 2, 4, 5, 9}) test_gemm_new(k, t, n, nr, nc);
                 }
             }
         }

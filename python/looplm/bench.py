@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -124,7 +125,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", default=None, help="GGUF file (or use --synthetic)")
     p.add_argument("--synthetic", choices=["ouro-1.4b", "ouro-2.6b"], default=None,
                    help="a full-size random-weight model of that shape, made once and cached")  # fmt: skip
-    p.add_argument("--type", choices=["q4_0", "q8_0", "f16"], default="q4_0", help="type of --synthetic (default q4_0)")
+    p.add_argument(
+        "--type", choices=["q4_0", "q4_1", "q8_0", "f16"], default="q4_0", help="type of --synthetic (default q4_0)"
+    )
     p.add_argument("--gate-bias", type=float, default=0.0,
                    help="--synthetic exit gate bias; high: exit early (default 0)")  # fmt: skip
     p.add_argument("--gate-scale", type=float, default=1.0, help="--synthetic exit gate spread (default 1)")
@@ -160,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--batch takes stream counts in 1..256, with -n >= 2 and -b >= 1")
     if (args.model is None) == (args.synthetic is None) and not (args.membw and not (args.model or args.synthetic)):
         raise UsageError("give exactly one of -m/--model or --synthetic")
-    path, cfg = None, None
+    path: str | None = None
+    cfg: dict[str, Any] = {}
     if args.model or args.synthetic:
         path = args.model or synthetic_path(args.synthetic, args.type, args.gate_bias, args.gate_scale)
         probe = Model(path, n_ctx=8, n_threads=1)
@@ -185,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
         if path is None:
             return 0
         print()
+    assert path is not None  # the argument checks above: a model unless --membw alone
     loops = args.loops or [cfg["n_loops_trained"]]
     name = Path(path).name
     print(f"model: {name} | {cfg['arch']} | {cfg['weight_type']} | {cfg['file_size'] / 1e9:.2f} GB | "

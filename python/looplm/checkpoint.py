@@ -12,6 +12,7 @@ import json
 import struct
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,30 +30,11 @@ def bf16_round(x: np.ndarray) -> np.ndarray:
 
 
 def hf_tensors(cfg: dict) -> list[tuple[str, tuple[int, ...]]]:
-    """(HF name, numpy shape) of every tensor of an Ouro config, in upstream's order."""
-    e, f, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
-    hd = cfg.get("head_dim") or e // cfg["num_attention_heads"]
-    q, kv = cfg["num_attention_heads"] * hd, cfg["num_key_value_heads"] * hd
-    out = [("model.embed_tokens.weight", (v, e))]
-    for i in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{i}."
-        out += [
-            (p + "self_attn.q_proj.weight", (q, e)),
-            (p + "self_attn.k_proj.weight", (kv, e)),
-            (p + "self_attn.v_proj.weight", (kv, e)),
-            (p + "self_attn.o_proj.weight", (e, q)),
-            (p + "mlp.gate_proj.weight", (f, e)),
-            (p + "mlp.up_proj.weight", (f, e)),
-            (p + "mlp.down_proj.weight", (e, f)),
-        ]
-        out += [
-            (p + n + ".weight", (e,))
-            for n in ("input_layernorm", "input_layernorm_2", "post_attention_layernorm", "post_attention_layernorm_2")
-        ]
-    out += [("model.norm.weight", (e,)), ("model.early_exit_gate.weight", (1, e)), ("model.early_exit_gate.bias", (1,))]
-    if not cfg.get("tie_word_embeddings"):
-        out.append(("lm_head.weight", (v, e)))
-    return out
+    """(HF name, numpy shape) of every tensor of an Ouro config, in upstream's order: the
+    converter's own table (OuroConfig.expected_shapes), so the two cannot drift apart."""
+    from looplm.convert.ouro_arch import OuroConfig
+
+    return list(OuroConfig.from_dict(cfg, "synthetic config").expected_shapes().items())
 
 
 def write_safetensors(path: Path, specs: list[tuple[str, str, tuple[int, ...]]], arrays: Iterable[np.ndarray]) -> None:
@@ -63,7 +45,8 @@ def write_safetensors(path: Path, specs: list[tuple[str, str, tuple[int, ...]]],
         arrays: the tensors' bits in the same order (e.g. a generator), each of its dtype's size.
     """
     sizes = {"BF16": 2, "F16": 2, "F32": 4}
-    header, offset = {}, 0
+    header: dict[str, Any] = {}
+    offset = 0
     for name, dtype, shape in specs:
         n = int(np.prod(shape)) * sizes[dtype]
         header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + n]}

@@ -27,6 +27,9 @@ FLAGS = {
     "n_batch": "-b/--batch-size",
     "loops": "--loops",
     "kv_type": "--kv-type",
+    "type_k": "-ctk/--cache-type-k",
+    "type_v": "-ctv/--cache-type-v",
+    "kv_share": "--kv-share",
     "exit_threshold": "--exit-threshold",
     "exit_mode": "--exit-mode",
     "exit_at_step": "--exit-at-step",
@@ -90,7 +93,31 @@ def add_model_options(p: argparse.ArgumentParser, *, ctx_size: int = 4096) -> No
         default="exit",
         help="skip mode: fill skipped loops' KV from the exit loop or from loop 0 (default exit)",
     )
-    g.add_argument("--kv-type", choices=["f16", "f32"], default="f16", help="KV cache type (default f16)")
+    kv_types = ["f32", "f16", "q8_0", "q4_0"]
+    g.add_argument("--kv-type", choices=kv_types, default="f16", help="KV cache type of keys and values (default f16)")
+    g.add_argument(
+        "-ctk",
+        "--cache-type-k",
+        dest="type_k",
+        choices=kv_types,
+        default=None,
+        help="KV cache type of keys (default --kv-type)",
+    )
+    g.add_argument(
+        "-ctv",
+        "--cache-type-v",
+        dest="type_v",
+        choices=kv_types,
+        default=None,
+        help="KV cache type of values (default --kv-type)",
+    )
+    g.add_argument(
+        "--kv-share",
+        choices=["none", "last"],
+        default="none",
+        help="none: one KV cache per loop (upstream's); last: evaluated positions keep their last loop's K/V only "
+        "(docs/kv-cache.md; default none)",
+    )
     g.add_argument("-b", "--batch-size", type=int, default=256, help="prompt tokens per forward pass (default 256)")
     g.add_argument("--no-mmap", action="store_true", help="read the file into memory instead of mapping it")
     g.add_argument("--mlock", action="store_true", help="lock the model in RAM (no paging out)")
@@ -167,6 +194,9 @@ def load_model(args: argparse.Namespace):
         "n_threads": args.threads,
         "loops": args.loops,
         "kv_type": args.kv_type,
+        "type_k": args.type_k,
+        "type_v": args.type_v,
+        "kv_share": args.kv_share,
         "exit_threshold": args.exit_threshold,
         "exit_mode": args.exit_mode,
         "exit_at_step": args.exit_at_step,

@@ -11,16 +11,31 @@ import inspect
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Union
 
 from .chat import render
 from .generate import token_stream
 from .model import Model
 from .options import GenerationOptions, OuroOptions
+from .results import (
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatDelta,
+    ChatMessage,
+    Completion,
+    CompletionChoice,
+    CompletionChunk,
+    CompletionUsage,
+    LoopStats,
+)
+
+_Done = tuple[Union[str, None], CompletionUsage, LoopStats]
 
 
-def _run(model: Model, prompt: str | list[int], opts: GenerationOptions) -> Iterator[tuple[str, Any]]:
-    """Yields ("text", piece) per generated piece and finally ("done", stats)."""
+def _run(model: Model, prompt: str | list[int], opts: GenerationOptions) -> Iterator[str | _Done]:
+    """Yields each generated piece of text, and finally (finish_reason, usage, loop stats)."""
     exits: list[int] = []
     n_prompt, finish = 0, None
     for r in token_stream(model, prompt, opts):
@@ -28,16 +43,18 @@ def _run(model: Model, prompt: str | list[int], opts: GenerationOptions) -> Iter
         if r.exit_step is not None:
             exits.append(r.exit_step)
         if r.text:
-            yield "text", r.text
+            yield r.text
         finish = r.finish_reason or finish
     n_ctx_prompt = len(model.tokenize(prompt, special=True)) if isinstance(prompt, str) else len(prompt)
-    usage = {"prompt_tokens": n_ctx_prompt, "completion_tokens": len(exits), "total_tokens": n_ctx_prompt + len(exits)}
-    extra = {
-        "exit_steps": exits,
-        "mean_loops": (sum(exits) / len(exits) + 1) if exits else 0.0,
-        "prompt_tokens_evaluated": n_prompt,
-    }
-    yield "done", (finish, usage, extra)
+    usage = CompletionUsage(
+        prompt_tokens=n_ctx_prompt, completion_tokens=len(exits), total_tokens=n_ctx_prompt + len(exits)
+    )
+    extra = LoopStats(
+        exit_steps=exits,
+        mean_loops=(sum(exits) / len(exits) + 1) if exits else 0.0,
+        prompt_tokens_evaluated=n_prompt,
+    )
+    yield finish, usage, extra
 
 
 def create_completion(
@@ -60,7 +77,7 @@ def create_completion(
     exit_threshold: float | None = None,
     exit_mode: str | None = None,
     exit_at_step: int | None = None,
-) -> dict[str, Any] | Iterator[dict[str, Any]]:
+) -> Completion | Iterator[CompletionChunk]:
     """See :meth:`looplm.Model.create_completion`."""
     opts = GenerationOptions.build(
         max_tokens=max_tokens,
@@ -78,34 +95,36 @@ def create_completion(
     )
     cid, created = f"cmpl-{uuid.uuid4()}", int(time.time())
 
-    def chunk(text: str, finish: str | None) -> dict[str, Any]:
-        return {
-            "id": cid,
-            "object": "text_completion",
-            "created": created,
-            "model": model.path,
-            "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}],
-        }
+    def chunk(text: str, finish: str | None) -> CompletionChunk:
+        choice = CompletionChoice(text=text, index=0, logprobs=None, finish_reason=finish)
+        return CompletionChunk(id=cid, object="text_completion", created=created, model=model.path, choices=[choice])
 
     events = _run(model, prompt, opts)
     if stream:
 
-        def chunks() -> Iterator[dict[str, Any]]:
-            for kind, value in events:
-                if kind == "text":
-                    yield chunk(value, None)
+        def chunks() -> Iterator[CompletionChunk]:
+            for e in events:
+                if isinstance(e, str):
+                    yield chunk(e, None)
                 else:
-                    finish, usage, extra = value
-                    yield {**chunk("", finish), "usage": usage, "looplm": extra}
+                    last = chunk("", e[0])
+                    last["usage"], last["looplm"] = e[1], e[2]
+                    yield last
 
         return chunks()
-    parts = []
-    for kind, value in events:
-        if kind == "text":
-            parts.append(value)
+    parts: list[str] = []
+    done: _Done | None = None
+    for e in events:
+        if isinstance(e, str):
+            parts.append(e)
         else:
-            finish, usage, extra = value
-    return {**chunk("".join(parts), finish), "usage": usage, "looplm": extra}
+            done = e
+    assert done is not None  # _run always ends with its stats
+    c = chunk("".join(parts), done[0])
+    return Completion(
+        id=c["id"], object=c["object"], created=c["created"], model=c["model"], choices=c["choices"],
+        usage=done[1], looplm=done[2],
+    )  # fmt: skip
 
 
 _COMPLETION_OPTIONS = set(inspect.signature(create_completion).parameters) - {"model", "prompt"}
@@ -117,7 +136,7 @@ def create_chat_completion(
     *,
     enable_thinking: bool = False,
     **opts: Any,
-) -> dict[str, Any] | Iterator[dict[str, Any]]:
+) -> ChatCompletion | Iterator[ChatCompletionChunk]:
     """See :meth:`looplm.Model.create_chat_completion`."""
     unknown = sorted(set(opts) - _COMPLETION_OPTIONS)
     if unknown:  # named here, not as an error of create_completion
@@ -125,46 +144,30 @@ def create_chat_completion(
     prompt = render(messages, model.chat_template, enable_thinking=enable_thinking)
     result = create_completion(model, prompt, **opts)
     cid, created = f"chatcmpl-{uuid.uuid4()}", int(time.time())
-    base = {"id": cid, "created": created, "model": model.path}
-    if not opts.get("stream"):
-        c = result["choices"][0]  # type: ignore[index]
-        return {
-            **base,
-            "object": "chat.completion",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": c["text"]},
-                    "logprobs": None,
-                    "finish_reason": c["finish_reason"],
-                }
-            ],
-            "usage": result["usage"],
-            "looplm": result["looplm"],
-        }  # type: ignore[index]
+    if not isinstance(result, dict):
+        return _chat_chunks(result, cid, created, model.path)
+    c = result["choices"][0]
+    message = ChatMessage(role="assistant", content=c["text"])
+    choice = ChatChoice(index=0, message=message, logprobs=None, finish_reason=c["finish_reason"])
+    return ChatCompletion(
+        id=cid, object="chat.completion", created=created, model=model.path, choices=[choice],
+        usage=result["usage"], looplm=result["looplm"],
+    )  # fmt: skip
 
-    def chunks() -> Iterator[dict[str, Any]]:
-        yield {
-            **base,
-            "object": "chat.completion.chunk",
-            "choices": [{"index": 0, "delta": {"role": "assistant"}, "logprobs": None, "finish_reason": None}],
-        }
-        for ch in result:  # type: ignore[union-attr]
-            c = ch["choices"][0]
-            out = {
-                **base,
-                "object": "chat.completion.chunk",
-                "choices": [
-                    {
-                        "index": 0,
-                        "delta": {"content": c["text"]} if c["text"] else {},
-                        "logprobs": None,
-                        "finish_reason": c["finish_reason"],
-                    }
-                ],
-            }
-            if "usage" in ch:
-                out["usage"], out["looplm"] = ch["usage"], ch["looplm"]
-            yield out
 
-    return chunks()
+def _chat_chunks(result: Iterator[CompletionChunk], cid: str, created: int, path: str) -> Iterator[ChatCompletionChunk]:
+    """The chat form of a streamed completion: a first chunk with the role, then the text."""
+
+    def chunk(delta: ChatDelta, finish: str | None) -> ChatCompletionChunk:
+        choice = ChatChunkChoice(index=0, delta=delta, logprobs=None, finish_reason=finish)
+        return ChatCompletionChunk(
+            id=cid, object="chat.completion.chunk", created=created, model=path, choices=[choice]
+        )
+
+    yield chunk(ChatDelta(role="assistant"), None)
+    for ch in result:
+        c = ch["choices"][0]
+        out = chunk(ChatDelta(content=c["text"]) if c["text"] else ChatDelta(), c["finish_reason"])
+        if "usage" in ch:
+            out["usage"], out["looplm"] = ch["usage"], ch["looplm"]
+        yield out

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ CONFIG = {
 }
 # Small post-norms keep each token's hidden state near its own embedding, so the gate sees
 # token-specific states; with this bias and spread the exits spread over all four loops.
-GATE = {"seed": 3, "gate_bias": 0.0, "gate_scale": 2.0, "post_norm_scale": 0.01}
+GATE: dict[str, Any] = {"seed": 3, "gate_bias": 0.0, "gate_scale": 2.0, "post_norm_scale": 0.01}
 THRESHOLD = 0.8
 PROMPT = "The loop runs the same layers again and again. Looped language models think by repeating"
 SAMPLING = SamplingParams(temperature=0.8, seed=1)

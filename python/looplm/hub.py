@@ -1,6 +1,7 @@
 """Model sources: a GGUF path as is; an HF Ouro folder or hub repo id converted once into a
 cache (``$LOOPLM_CACHE``, else ``$XDG_CACHE_HOME/looplm``, else ``~/.cache/looplm``), keyed by
-the source and the quantization type, and reused afterwards."""
+the source and the quantization type, and reused afterwards. A conversion into the cache sweeps
+the temporary files that killed conversions (their process gone) left there."""
 
 from __future__ import annotations
 
@@ -52,8 +53,12 @@ def resolve_model(source: str, out_type: str | None = None, *, quiet: bool = Fal
     if not path.exists() and not is_repo_id:
         what = "no such file" if source.endswith(".gguf") else "no such file, folder or hub repo id"
         raise FileNotFoundError(errno.ENOENT, what, source)
-    from looplm.convert import convert_checkpoint
+    from looplm.convert import ConvertError, convert_checkpoint
     from looplm.convert.hf_to_gguf import resolve_source
+    from looplm.convert.output import sweep_stale
+
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise ConvertError(f"{source}: a folder without config.json is neither a GGUF file nor a HF checkpoint")
 
     out_type = out_type or DEFAULT_TYPE
     folder = resolve_source(source)  # downloads a hub repo id (huggingface_hub) when needed
@@ -61,6 +66,7 @@ def resolve_model(source: str, out_type: str | None = None, *, quiet: bool = Fal
     out = cache_dir() / f"{folder.resolve().name}-{out_type.upper()}-{key}.gguf"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
+        sweep_stale(out.parent)  # temporary files of conversions killed before they could clean up
         if not quiet:
             print(f"looplm: converting {source} to {out_type} (cached in {out.parent}) ...", file=sys.stderr)
         convert_checkpoint(folder, out, out_type)

@@ -19,9 +19,12 @@ import numpy as np
 
 from . import _core
 from .options import OuroOptions, check_int
+from .results import ChatCompletion, ChatCompletionChunk, Completion, CompletionChunk
 
 EXIT_MODES = ("skip", "exact")
 KV_FILLS = ("exit", "first")
+KV_TYPES = ("f32", "f16", "q8_0", "q4_0")
+KV_SHARES = ("none", "last")
 
 
 class _Hold:
@@ -57,7 +60,12 @@ class Model:
         n_threads: compute threads (default: the machine's physical cores).
         loops: loops per token (default: the trained count, ``ouro.num_loops``); more than
             the trained count warns, since the model gets worse.
-        kv_type: KV cache element type, "f16" (default) or "f32".
+        kv_type: KV cache element type of keys and values: "f16" (default), "f32", "q8_0" or
+            "q4_0" (the quantized ones need a head size that is a multiple of 32).
+        type_k, type_v: the key / value type apart (llama-cpp-python's names); default kv_type.
+        kv_share: "none" (default, upstream's: one cache per loop for every position) or
+            "last": once an evaluation is done its positions keep only their last loop's K/V
+            (docs/kv-cache.md), a quarter of the memory for 4 loops.
         exit_threshold: the exit gate's CDF threshold (default: the GGUF's, 1.0 for Ouro,
             meaning every loop runs).
         exit_mode: "skip" stops a token at its exit loop; "exact" runs all loops and only
@@ -86,6 +94,9 @@ class Model:
         n_threads: int | None = None,
         loops: int | None = None,
         kv_type: str = "f16",
+        type_k: str | None = None,
+        type_v: str | None = None,
+        kv_share: str = "none",
         exit_threshold: float | None = None,
         exit_mode: str | None = None,
         exit_at_step: int | None = None,
@@ -105,8 +116,11 @@ class Model:
         check_int("n_batch", n_batch, 1)
         if loops is not None:
             check_int("loops", loops, 1, 64)  # the KV cache's slots (a per-call loops must fit them)
-        if not isinstance(kv_type, str):
-            raise ValueError(f"kv_type must be a string, got {kv_type!r}")
+        for name, v in (("kv_type", kv_type), ("type_k", type_k), ("type_v", type_v)):
+            if v is not None and v not in KV_TYPES:
+                raise ValueError(f"{name} must be one of {KV_TYPES}, got {v!r}")
+        if kv_share not in KV_SHARES:
+            raise ValueError(f"kv_share must be one of {KV_SHARES}, got {kv_share!r}")
         if not os.path.exists(path):
             raise FileNotFoundError(errno.ENOENT, "no such file", path)
         self.path = path
@@ -117,6 +131,7 @@ class Model:
             path, n_ctx, n_threads or 0, load.loops or 0, kv_type, kernels or "", n_batch,
             run_loops=None, exit_threshold=load.exit_threshold, exit_mode=load.exit_mode,
             exit_at_step=load.exit_at_step, kv_fill=load.kv_fill, use_mmap=bool(use_mmap), use_mlock=bool(use_mlock),
+            type_k=type_k, type_v=type_v, kv_share=kv_share,
         )  # fmt: skip
         self._load_options = self._m.load_options
         cfg = self._m.config
@@ -258,12 +273,14 @@ class Model:
     @property
     def tokens(self) -> list[int]:
         """The token ids in the context."""
-        return list(self._m.tokens)
+        with self._hold:
+            return list(self._m.tokens)
 
     @property
     def last_exit_step(self) -> int:
         """The exit loop of the last token evaluated."""
-        return self._m.last_exit_step
+        with self._hold:
+            return self._m.last_exit_step
 
     @property
     def n_past(self) -> int:
@@ -281,7 +298,8 @@ class Model:
     @property
     def exit_steps(self) -> list[int]:
         """The 0-based exit loop of every token in the context."""
-        return self._m.exit_steps.tolist()
+        with self._hold:
+            return self._m.exit_steps.tolist()
 
     @property
     def config(self) -> dict[str, Any]:
@@ -296,15 +314,25 @@ class Model:
     @property
     def kv_bytes(self) -> int:
         """Bytes allocated by the KV cache (it grows with the context)."""
-        return self._m.kv_bytes
+        with self._hold:
+            return self._m.kv_bytes
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """Bytes the KV cache takes per position of the context once it is evaluated (all
+        loops for kv_share none, one for last), for the load's K and V types."""
+        return self._m.config["kv_bytes_per_token"]
 
     def kv_slot(self, loop: int, layer: int) -> tuple[np.ndarray, np.ndarray]:
-        """Keys and values of one (loop, layer) KV slot, float32 ``[n_past, kv_dim]``."""
-        return self._m.kv_slot(loop, layer)
+        """Keys and values of one (loop, layer) KV slot, float32 ``[n_past, kv_dim]``
+        (dequantized). Loop -1 is the last loop's slot; with ``kv_share="last"`` it is the
+        only one (the kept K/V of every position)."""
+        with self._hold:
+            return self._m.kv_slot(loop, layer)
 
     # ---------------------------------------------------------------- llama-cpp-python API
 
-    def create_completion(self, prompt: str | list[int], **opts: Any) -> Any:
+    def create_completion(self, prompt: str | list[int], **opts: Any) -> Completion | Iterator[CompletionChunk]:
         """Completes a prompt (llama-cpp-python's ``create_completion``).
 
         Args:
@@ -324,7 +352,9 @@ class Model:
 
         return create_completion(self, prompt, **opts)
 
-    def create_chat_completion(self, messages: list[dict[str, Any]], **opts: Any) -> Any:
+    def create_chat_completion(
+        self, messages: list[dict[str, Any]], **opts: Any
+    ) -> ChatCompletion | Iterator[ChatCompletionChunk]:
         """Answers a conversation (llama-cpp-python's ``create_chat_completion``).
 
         Args:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 from .sampling import SamplingParams
 
@@ -65,7 +66,7 @@ class OuroOptions:
             self, **{f.name: getattr(over, f.name) for f in fields(over) if getattr(over, f.name) is not None}
         )
 
-    def as_kwargs(self) -> dict[str, object]:
+    def as_kwargs(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 

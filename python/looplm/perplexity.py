@@ -37,7 +37,9 @@ def perplexity(model: Model, text: str, n_ctx: int = 512, max_chunks: int | None
     if n_chunks < 1:
         raise ValueError(f"the text has {len(tokens)} tokens; it needs at least one chunk of {n_ctx}")
     first = n_ctx // 2
-    nll, count, running, loops = 0.0, 0, [], []
+    nll, count = 0.0, 0
+    running: list[float] = []
+    loops: list[float] = []
     for c in range(n_chunks):
         chunk = tokens[c * n_ctx : (c + 1) * n_ctx]
         model.reset()

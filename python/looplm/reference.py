@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,32 @@ def rope_rotate_half(x: np.ndarray, pos: int, theta: float) -> np.ndarray:
     return x * np.cos(angles) + rotated * np.sin(angles)
 
 
-def _block(cfg: RefConfig, w: dict, i: int, h: np.ndarray, cache: tuple[list, list], pos: int) -> np.ndarray:
+def kv_round(x: np.ndarray, kv_type: str) -> np.ndarray:
+    """x [nkv, hd] as a KV cache of that type stores it: one row of nkv * hd elements rounded to
+    f16, or quantized to Q8_0 / Q4_0 and back with gguf-py's reference code (f32: as computed)."""
+    if kv_type == "f32":
+        return x
+    if kv_type == "f16":
+        return x.astype(np.float16).astype(np.float64)
+    import gguf
+
+    qt = {"q8_0": gguf.GGMLQuantizationType.Q8_0, "q4_0": gguf.GGMLQuantizationType.Q4_0}[kv_type]
+    row = x.reshape(1, -1).astype(np.float32)
+    return gguf.quants.dequantize(gguf.quants.quantize(row, qt), qt).astype(np.float64).reshape(x.shape)
+
+
+def _block(
+    cfg: RefConfig,
+    w: dict,
+    i: int,
+    h: np.ndarray,
+    cache: tuple[list, list],
+    pos: int,
+    hist: tuple[list, list] = ([], []),
+    kv_types: tuple[str, str] = ("f32", "f32"),
+) -> np.ndarray:
+    """One layer for one token; it attends to hist's keys and values, then cache's, to which
+    its own are appended (stored as the cache types round them)."""
     p = f"model.layers.{i}."
     hd, nh, nkv = cfg.head_dim, cfg.n_head, cfg.n_head_kv
     x = rmsnorm(h, w[p + "input_layernorm.weight"], cfg.rms_eps)
@@ -63,9 +89,9 @@ def _block(cfg: RefConfig, w: dict, i: int, h: np.ndarray, cache: tuple[list, li
     k = (w[p + "self_attn.k_proj.weight"] @ x).reshape(nkv, hd)
     v = (w[p + "self_attn.v_proj.weight"] @ x).reshape(nkv, hd)
     q, k = rope_rotate_half(q, pos, cfg.rope_theta), rope_rotate_half(k, pos, cfg.rope_theta)
-    cache[0].append(k)
-    cache[1].append(v)
-    keys, values = np.stack(cache[0]), np.stack(cache[1])  # [t+1, nkv, hd]
+    cache[0].append(kv_round(k, kv_types[0]))
+    cache[1].append(kv_round(v, kv_types[1]))
+    keys, values = np.stack(hist[0] + cache[0]), np.stack(hist[1] + cache[1])  # [t+1, nkv, hd]
     out = np.empty((nh, hd))
     for head in range(nh):
         g = head // (nh // nkv)
@@ -94,6 +120,10 @@ def run(
     exit_at_step: int | None = None,
     mode: str = "exact",
     kv_fill: str = "exit",
+    kv_share: str = "none",
+    chunks: list[int] | None = None,
+    type_k: str = "f32",
+    type_v: str = "f32",
 ) -> RefResult:
     """Runs the tokens in order through the looped model.
 
@@ -107,6 +137,14 @@ def run(
             loop and fills the skipped loops' KV with the exit loop's ("exit") or loop 0's
             ("first") keys and values.
         kv_fill: the skip-mode fill policy.
+        kv_share: "none" keeps every loop's keys and values of every token; "last"
+            (docs/kv-cache.md) keeps, once a chunk is done, only what each of its tokens' last
+            loop slot holds, and a token attends at loop l to the earlier chunks' kept K/V and
+            to its own chunk's loop-l K/V.
+        chunks: the lengths of the evaluation calls the tokens come in (default: one call);
+            only kv_share "last" depends on them.
+        type_k, type_v: the cache's element types ("f32", "f16", "q8_0", "q4_0"): each stored
+            row is rounded as that type stores it.
     """
     n_loops = loops or cfg.n_loops
     thr = cfg.exit_threshold if threshold is None else threshold
@@ -117,13 +155,22 @@ def run(
     logits = np.full((n, n_loops, cfg.n_vocab), np.nan)
     probs = np.full((n, n_loops), np.nan)
     exits = np.zeros(n, dtype=np.int64)
-    kv = [[([], []) for _ in range(cfg.n_layer)] for _ in range(n_loops)]  # kv[step][layer]
+    if chunks is None:
+        chunks = [n]
+    if sum(chunks) != n or min(chunks) < 1:
+        raise ValueError("chunks must be positive lengths adding up to len(tokens)")
+    ends = set(np.cumsum(chunks).tolist())
+    kvt = (type_k, type_v)
+    kv: list[list[tuple[list[np.ndarray], list[np.ndarray]]]] = [
+        [([], []) for _ in range(cfg.n_layer)] for _ in range(n_loops)
+    ]  # kv[step][layer]
+    hist: list[tuple[list, list]] = [([], []) for _ in range(cfg.n_layer)]  # kv_share last: kept K/V
     for t, tok in enumerate(tokens):
         h = w["model.embed_tokens.weight"][tok].astype(np.float64)
         survive, cdf, exit_step = 1.0, 0.0, None
         for s in range(n_loops):
             for i in range(cfg.n_layer):
-                h = _block(cfg, w, i, h, kv[s][i], t)
+                h = _block(cfg, w, i, h, kv[s][i], t, hist[i], kvt)
             h = rmsnorm(h, w["model.norm.weight"], cfg.rms_eps)  # after every loop
             hidden[t, s], logits[t, s] = h, head @ h
             stop = s == n_loops - 1
@@ -149,10 +196,16 @@ def run(
                 src = exit_step if kv_fill == "exit" else 0
                 for s2 in range(s + 1, n_loops):
                     for i in range(cfg.n_layer):
-                        kv[s2][i][0].append(kv[src][i][0][t])
-                        kv[s2][i][1].append(kv[src][i][1][t])
+                        kv[s2][i][0].append(kv[src][i][0][-1])
+                        kv[s2][i][1].append(kv[src][i][1][-1])
                 break
+        assert exit_step is not None  # the last loop always stops
         exits[t] = exit_step
+        if kv_share == "last" and t + 1 in ends:  # the chunk is done: keep its last loop slot
+            for i in range(cfg.n_layer):
+                hist[i][0].extend(kv[n_loops - 1][i][0])
+                hist[i][1].extend(kv[n_loops - 1][i][1])
+            kv = [[([], []) for _ in range(cfg.n_layer)] for _ in range(n_loops)]
     chosen = logits[np.arange(n), exits]
     return RefResult(hidden, logits, probs, exits, chosen)
 
@@ -218,7 +271,7 @@ def load_gguf(path: str | Path) -> tuple[RefConfig, dict[str, np.ndarray]]:
 
     r = gguf.GGUFReader(str(path))
 
-    def val(key: str, default: object = None) -> object:
+    def val(key: str, default: Any = None) -> Any:
         f = r.fields.get(key)
         return default if f is None else f.contents()
 

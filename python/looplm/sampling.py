@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 from . import _core
 
@@ -67,7 +68,7 @@ class SamplingParams:
             seed & (2**64 - 1),
         )
 
-    def with_options(self, **opts: object) -> SamplingParams:
+    def with_options(self, **opts: Any) -> SamplingParams:
         """A copy with the given fields changed (None values are ignored)."""
         known = {f.name for f in fields(self)}
         bad = [k for k in opts if k not in known]

@@ -50,7 +50,7 @@ def config(shape: str) -> dict:
 
 def gguf_bytes(shape: str, qtype: str) -> int:
     """The size of write_gguf's tensor data for a shape and a weight type (norms in f32)."""
-    per_32 = {"q4_0": 18, "q8_0": 34, "f16": 64}[qtype]
+    per_32 = {"q4_0": 18, "q4_1": 20, "q8_0": 34, "f16": 64}[qtype]
     return sum(
         4 * s[0] if len(s) == 1 else s[0] * s[1] // 32 * per_32
         for name, s in hf_tensors(config(shape))
@@ -93,7 +93,7 @@ def write_gguf(
     """Writes a GGUF of the given shape with random quantized weights, no tokenizer.
 
     Args:
-        qtype: "q4_0", "q8_0" or "f16" for the 2-D weights.
+        qtype: "q4_0", "q4_1", "q8_0" or "f16" for the 2-D weights.
         gate_bias, gate_scale: the exit gate (ouro only); a high bias makes every token exit
             after the first loop, a moderate one moves the exit loop (the same loop for every
             token unless post_norm_scale is small).
@@ -108,32 +108,22 @@ def write_gguf(
     import gguf
     from gguf import GGMLQuantizationType as QT
 
-    qt = {"q4_0": QT.Q4_0, "q8_0": QT.Q8_0, "f16": QT.F16}[qtype]
+    from looplm.convert.gguf_keys import write_exit_gate, write_hyperparameters
+    from looplm.convert.ouro_arch import OuroConfig
+
+    qt = {"q4_0": QT.Q4_0, "q4_1": QT.Q4_1, "q8_0": QT.Q8_0, "f16": QT.F16}[qtype]
     cfg = config(shape)
     rng = np.random.default_rng(seed)
     w = gguf.GGUFWriter(str(path), arch)
-    e, hd = cfg["hidden_size"], cfg["head_dim"]
+    e = cfg["hidden_size"]
     w.add_name(f"synthetic {shape} {qtype}")
-    w.add_file_type({QT.Q4_0: 2, QT.Q8_0: 7, QT.F16: 1}[qt])
+    w.add_file_type({QT.Q4_0: 2, QT.Q4_1: 3, QT.Q8_0: 7, QT.F16: 1}[qt])
     w.add_quantization_version(2)
-    w.add_uint32(f"{arch}.context_length", cfg["max_position_embeddings"])
-    w.add_uint32(f"{arch}.embedding_length", e)
-    w.add_uint32(f"{arch}.block_count", cfg["num_hidden_layers"])
-    w.add_uint32(f"{arch}.feed_forward_length", cfg["intermediate_size"])
-    w.add_uint32(f"{arch}.attention.head_count", cfg["num_attention_heads"])
-    w.add_uint32(f"{arch}.attention.head_count_kv", cfg["num_key_value_heads"])
-    w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", cfg["rms_norm_eps"])
-    w.add_float32(f"{arch}.rope.freq_base", cfg["rope_theta"])
-    w.add_uint32(f"{arch}.rope.dimension_count", hd)
-    w.add_uint32(f"{arch}.vocab_size", cfg["vocab_size"])
-    w.add_uint32(f"{arch}.num_loops", cfg["total_ut_steps"])
-    w.add_bool(f"{arch}.skip_loop_final_norm", False)
+    write_hyperparameters(w, OuroConfig.from_dict(cfg, f"synthetic {shape}"), arch)
     w.add_tokenizer_model("no_vocab")  # llama.cpp's marker for a model without a vocabulary
     if arch == "ouro":
         gate = gate_scale * rng.standard_normal(e) / np.sqrt(e)
-        w.add_array("ouro.exit_gate.weight", [float(x) for x in gate])
-        w.add_array("ouro.exit_gate.bias", [float(gate_bias)])
-        w.add_float32("ouro.exit_gate.threshold", cfg["early_exit_threshold"])
+        write_exit_gate(w, gate, [gate_bias], cfg["early_exit_threshold"])
     from looplm.convert.ouro_arch import gguf_name
 
     plan = [
@@ -175,6 +165,11 @@ def random_blocks(rng: np.random.Generator, shape: tuple[int, ...], qt) -> np.nd
         return (rng.standard_normal(shape, dtype=np.float32) * np.float32(std)).astype(np.float16)
     if qt == QT.Q4_0:
         d = np.full((rows, nb, 1), std / 4.6, np.float16).view(np.uint8)  # nibbles -8..7: std ~4.6
+        qs = rng.integers(0, 256, size=(rows, nb, 16), dtype=np.uint8)
+    elif qt == QT.Q4_1:  # d * q + m with q in 0..15 (std ~4.6) and m = -7.5 d: zero-mean values
+        d = np.full((rows, nb, 1), std / 4.6, np.float16)
+        m = (-7.5 * d.astype(np.float32)).astype(np.float16)
+        d = np.concatenate([d.view(np.uint8), m.view(np.uint8)], axis=2)
         qs = rng.integers(0, 256, size=(rows, nb, 16), dtype=np.uint8)
     else:
         d = np.full((rows, nb, 1), std / 73.3, np.float16).view(np.uint8)  # int8 -127..127: std ~73

@@ -73,7 +73,7 @@ def train_bpe(text: str, n_merges: int) -> tuple[list[str], list[str]]:
         (a, b), _ = min(pairs.items(), key=lambda kv: (-kv[1], kv[0]))
         merges.append(f"{a} {b}")
         vocab.append(a + b)
-        new = Counter()
+        new: Counter[tuple[str, ...]] = Counter()
         for w, c in words.items():
             out, i = [], 0
             while i < len(w):

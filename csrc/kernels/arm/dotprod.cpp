@@ -51,12 +51,13 @@ extern const Kernels kernels_dotprod = {
     kernels_neon.axpy_f32,
     kernels_neon.f32_to_f16,
     kernels_neon.silu_mul,
-    nullptr,  // gemm_q5_0
-    nullptr,  // gemm_q5_1
-    nullptr,  // quantize_q8k
-    nullptr,  // gemm_q4_K
-    nullptr,  // gemm_q5_K
-    nullptr,  // gemm_q6_K
+    kernels_ref.gemm_q5_0,  // the reference's until this set has its own
+    kernels_ref.gemm_q5_1,
+    kernels_ref.quantize_q8k,
+    kernels_ref.gemm_q4_K,
+    kernels_ref.gemm_q5_K,
+    kernels_ref.gemm_q6_K,
+    kernels_neon.dot_q8_0_f32, kernels_neon.dot_q4_0_f32, kernels_neon.axpy_q8_0, kernels_neon.axpy_q4_0,  // KV rows
 };
 
 }  // namespace looplm

@@ -7,6 +7,7 @@
 #include <arm_neon.h>
 
 #include "kernels/kernels.h"
+#include "kernels/kv_rows.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
 
@@ -189,7 +190,10 @@ extern const Kernels kernels_neon = {
     "neon",      quantize_q8, gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_f16, gemm_bf16, gemm_f32,
     nullptr,     nullptr,     nullptr,   nullptr,   nullptr,  // no packed GEMM
     dot_f16_f32, dot_f32,     axpy_f16,  axpy_f32,  f32_to_f16, silu_mul,
-    nullptr,     nullptr,     nullptr,   nullptr,   nullptr,    nullptr,  // Q5_0, Q5_1, Q8_K, K-quants
+    // Q5_0, Q5_1, Q8_K, K-quants: the reference's until this set has its own
+    kernels_ref.gemm_q5_0, kernels_ref.gemm_q5_1, kernels_ref.quantize_q8k,
+    kernels_ref.gemm_q4_K, kernels_ref.gemm_q5_K, kernels_ref.gemm_q6_K,
+    kv_dot_q8_0_neon, kv_dot_q4_0_neon, kv_axpy_q8_0_neon, kv_axpy_q4_0_neon,  // quantized KV rows
 };
 
 }  // namespace looplm

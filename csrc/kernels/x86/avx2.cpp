@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include "kernels/kernels.h"
+#include "kernels/kv_rows.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
 
@@ -225,7 +226,10 @@ extern const Kernels kernels_avx2 = {
     "avx2",      quantize_q8, gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_f16, gemm_bf16, gemm_f32,
     nullptr,     nullptr,     nullptr,   nullptr,   nullptr,
     dot_f16_f32, dot_f32,     axpy_f16,  axpy_f32,  f32_to_f16, silu_mul,
-    nullptr,     nullptr,     nullptr,   nullptr,   nullptr,    nullptr,  // Q5_0, Q5_1, Q8_K, K-quants
+    // Q5_0, Q5_1, Q8_K, K-quants: the reference's until this set has its own
+    kernels_ref.gemm_q5_0, kernels_ref.gemm_q5_1, kernels_ref.quantize_q8k,
+    kernels_ref.gemm_q4_K, kernels_ref.gemm_q5_K, kernels_ref.gemm_q6_K,
+    kv_dot_q8_0_avx2, kv_dot_q4_0_avx2, kv_axpy_q8_0_avx2, kv_axpy_q4_0_avx2,  // quantized KV rows
 };
 
 }  // namespace looplm

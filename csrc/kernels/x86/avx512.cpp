@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include "kernels/kernels.h"
+#include "kernels/kv_rows.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
 
@@ -96,12 +97,13 @@ extern const Kernels kernels_avx512 = {
     kernels_avx2.axpy_f32,
     kernels_avx2.f32_to_f16,
     kernels_avx2.silu_mul,
-    nullptr,  // gemm_q5_0
-    nullptr,  // gemm_q5_1
-    nullptr,  // quantize_q8k
-    nullptr,  // gemm_q4_K
-    nullptr,  // gemm_q5_K
-    nullptr,  // gemm_q6_K
+    kernels_ref.gemm_q5_0,  // the reference's until this set has its own
+    kernels_ref.gemm_q5_1,
+    kernels_ref.quantize_q8k,
+    kernels_ref.gemm_q4_K,
+    kernels_ref.gemm_q5_K,
+    kernels_ref.gemm_q6_K,
+    kv_dot_q8_0_avx512, kv_dot_q4_0_avx512, kv_axpy_q8_0_avx512, kv_axpy_q4_0_avx512,  // quantized KV rows
 };
 
 }  // namespace looplm

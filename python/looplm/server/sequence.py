@@ -94,6 +94,7 @@ class Sequence:
                 return
         else:  # the pending token: as token_stream after its eval
             token, self.pending = self.pending, None
+            assert token is not None  # a decode step always feeds the pending token
             self.history.append(token)
             self.n_gen += 1
             self.exits.append(exit_step)
@@ -128,7 +129,7 @@ class Sequence:
         lp = log_softmax(logits)
         entry = self._entry(token, float(lp[token]))
         k = self.req.logprobs or 0
-        top = np.argsort(-lp, kind="stable")[:k] if k else []
+        top: Any = np.argsort(-lp, kind="stable")[:k] if k else []
         entry["top_logprobs"] = [self._entry(int(t), float(lp[t])) for t in top]
         return entry
 
