@@ -43,6 +43,9 @@ class Model:
         kv_fill: str | None = None,
         use_mmap: bool = True,
         use_mlock: bool = False,
+        type_k: str | None = None,
+        type_v: str | None = None,
+        kv_share: str = "none",
     ) -> None: ...
     def resolve(
         self,
