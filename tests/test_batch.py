@@ -132,3 +132,19 @@ def test_bad_steps_are_refused_before_any_work(varied):
     b.step([1], [[1, 2, 3]], [run])
     b.reset(1)
     assert b.n_past(1) == 0
+
+
+def test_bench_batch_prints_one_row_per_stream_count(tiny_gguf):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "looplm.cli", "bench", "-m", str(tiny_gguf["q8_0"]), "--batch", "1,3", "-n", "4",
+           "-p", "5", "-b", "2", "-r", "1", "--exit-threshold", "1,0.5"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("|")[1:-1] for line in r.stdout.splitlines() if line.startswith("| 4 ")]
+    assert [(c[1].strip(), c[3].strip()) for c in rows] == [("1", "1"), ("1", "3"), ("0.5", "1"), ("0.5", "3")]
+    assert all(c[6].strip() == "1.00x" for c in rows if c[3].strip() == "1")
+    assert all(c[8].strip().endswith(" s") for c in rows)  # the time to first token
+    full = [float(c[7]) for c in rows if c[1].strip() == "1"]
+    assert full == [4.0, 4.0]  # threshold 1: every loop

@@ -193,6 +193,10 @@ def test_chat_in_a_terminal(tiny_gguf):
         (["perplexity", "-m", "{tiny}", "-f", "{notgguf}", "--chunks", "0"], "--chunks must be >= 1"),
         (["bench", "-m", "{tiny}", "-r", "0"], "-r/--repetitions must be >= 1"),
         (["bench", "-m", "{tiny}", "-p", "100000000"], "longer than the model's context length"),
+        (["bench", "-m", "{tiny}", "--batch", "0"], "--batch takes stream counts in 1..256"),
+        (["serve", "-m", "{tiny}", "-np", "0"], "-np/--parallel must be"),
+        (["serve", "-m", "{tiny}", "--port", "70000"], "--port must be in 0..65535"),
+        (["serve", "-m", "{tiny}", "--queue-size", "-1"], "--queue-size must be"),
         (["demo", "--exit-threshold", "1"], "--exit-threshold must be in 0..1, below 1"),
     ],
 )
@@ -212,6 +216,7 @@ def test_usage_errors_name_the_flag_and_exit_2(tiny_gguf, tmp_path, args, needle
         (["run", "-m", "/nonexistent.gguf", "-p", "x"], "/nonexistent.gguf: no such file"),
         (["run", "-m", "models/ouro.gguf", "-p", "x"], "models/ouro.gguf: no such file"),  # never a hub id
         (["info", "-m", "models/ouro.gguf"], "models/ouro.gguf: no such file"),
+        (["serve", "-m", "/nonexistent.gguf"], "/nonexistent.gguf: no such file"),
         (["run", "-m", "{tiny}", "-f", "/nonexistent.txt"], "/nonexistent.txt: No such file"),
         (["run", "-m", "{tiny}", "-f", "{binary}"], "not UTF-8 text"),
         (["run", "-m", "{tiny}", "-p", "x" * 2000, "-c", "64"], "context holds 64"),

@@ -59,12 +59,12 @@ def subparsers() -> dict[str, argparse.ArgumentParser]:
 def test_no_arguments_prints_the_full_help():
     r = run()
     assert r.returncode == 0, r.stderr
-    for command in ("demo", "convert", "run", "chat", "perplexity", "bench", "info"):
+    for command in ("demo", "convert", "run", "chat", "serve", "perplexity", "bench", "info"):
         assert f"    {command}" in r.stdout, r.stdout
     assert "looplm demo" in r.stdout and "usage: looplm" in r.stdout
 
 
-@pytest.mark.parametrize("command", ["demo", "run", "chat", "perplexity", "bench", "info", "convert"])
+@pytest.mark.parametrize("command", ["demo", "run", "chat", "serve", "perplexity", "bench", "info", "convert"])
 def test_every_flag_has_help_and_every_default_is_shown(command):
     for a in subparsers()[command]._actions:
         if isinstance(a, argparse._HelpAction):

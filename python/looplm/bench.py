@@ -140,6 +140,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="exit thresholds, e.g. 1,0.9,0.5 (default 1: every loop)")  # fmt: skip
     p.add_argument("-r", "--repetitions", type=int, default=3, help="timed runs per test, after a warm-up (default 3)")
     p.add_argument("--membw", action="store_true", help="measure the read bandwidth for 1..N threads")
+    p.add_argument("--batch", type=int_list, default=None,
+                   help="stream counts, e.g. 1,2,4,8: aggregate decoding of that many sequences stepped together "
+                        "(looplm serve's engine), and the time to first token of a -p prompt among them")  # fmt: skip
+    p.add_argument("-b", "--batch-size", type=int, default=256,
+                   help="--batch: prompt tokens per step of the arriving prompt (default 256)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -152,6 +157,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"-t/--threads must be in 1..4096, got {','.join(map(str, threads))}")
     if any(n < 0 for n in args.n_prompt + args.n_gen):
         raise UsageError("-p/--n-prompt and -n/--n-gen must be >= 0")
+    if args.batch is not None and (
+        not args.batch or any(not 1 <= b <= 256 for b in args.batch) or max(args.n_gen) < 2 or args.batch_size < 1
+    ):
+        raise UsageError("--batch takes stream counts in 1..256, with -n >= 2 and -b >= 1")
     if (args.model is None) == (args.synthetic is None) and not (args.membw and not (args.model or args.synthetic)):
         raise UsageError("give exactly one of -m/--model or --synthetic")
     path: str | None = None
@@ -164,6 +173,13 @@ def run(args: argparse.Namespace) -> int:
         longest = max(args.n_prompt + args.n_gen)
         if longest + 8 > cfg["n_ctx_train"]:
             raise UsageError(f"-p/-n {longest} is longer than the model's context length {cfg['n_ctx_train']}")
+    if args.batch and path is not None:  # no bandwidth table: the ratios are against 1 stream
+        from .bench_batch import print_table
+
+        print(f"model: {Path(path).name} | {cfg['arch']} | {cfg['weight_type']} | {cfg['file_size'] / 1e9:.2f} GB | "
+              f"kernels {_core.kernels()} | {os.cpu_count()} CPUs")  # fmt: skip
+        print_table(path, cfg, args, threads, args.batch)
+        return 0
     # the bandwidth of every thread count in the table (and 1..N for --membw)
     bw = membw_table(sorted(set(threads) | (set(range(1, max(threads) + 1)) if args.membw else set())))
     if args.membw:
@@ -178,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
     name = Path(path).name
     print(f"model: {name} | {cfg['arch']} | {cfg['weight_type']} | {cfg['file_size'] / 1e9:.2f} GB | "
           f"kernels {_core.kernels()} | {os.cpu_count()} CPUs")  # fmt: skip
+
     print("| loops | threshold | threads | test | t/s | mean loops | GB/s streamed | % of read bw |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for lp in loops:

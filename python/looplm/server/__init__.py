@@ -91,9 +91,12 @@ def run(args: argparse.Namespace) -> int:
     metrics = Metrics(n_loops=1)
     server: uvicorn.Server | None = None
 
+    # A missing file or a checkpoint to convert is dealt with before listening; the model is
+    # then loaded on the scheduler thread while /health answers 503.
+    path = resolve_model(os.path.expanduser(args.model), out_type=args.type)
+
     def load() -> BatchEngine | SlotEngine:
         try:
-            path = resolve_model(os.path.expanduser(args.model), out_type=args.type)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 kind = BatchEngine if args.engine == "batch" else SlotEngine
