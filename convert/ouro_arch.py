@@ -11,6 +11,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -105,7 +106,7 @@ def _show(v: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _value(cfg: dict, key: str, spec: Spec, where: str) -> object:
+def _value(cfg: dict, key: str, spec: Spec, where: str) -> Any:
     v = cfg.get(key)
     if v is None:
         if spec.default is None:

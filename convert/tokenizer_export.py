@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import jsonfile
 from .errors import ConvertError
@@ -98,7 +99,7 @@ def load_vocab(folder: Path, vocab_size: int) -> Vocab:
     added_list = tj.get("added_tokens") or []
     if not isinstance(added_list, list):
         raise TokenizerError(f"{path}: added_tokens must be a list, not {type(added_list).__name__}")
-    added = {}
+    added: dict[int, Any] = {}
     for t in added_list:
         if not isinstance(t, dict) or not _is_id(t.get("id")) or not isinstance(t.get("content"), str):
             raise TokenizerError(f"{path}: malformed added_tokens entry {str(t)[:80]}")

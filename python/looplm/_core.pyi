@@ -28,7 +28,7 @@ class RunOptions:
 class Model:
     def __init__(
         self,
-        path: str,
+        path: str | bytes,
         n_ctx: int,
         n_threads: int,
         loops: int,
@@ -140,6 +140,9 @@ def dequantize(type_id: int, raw: npt.ArrayLike, n: int) -> npt.NDArray[np.float
 
 def quantize(type_id: int, x: npt.ArrayLike, n_threads: int = 1) -> npt.NDArray[np.uint8]:
     """Quantizes f32 rows [rows, n] to raw GGUF rows of a ggml type (Q4_K, Q5_K, Q6_K, Q8_0, Q4_0, Q4_1)."""
+
+def config_limits() -> dict[str, int]:
+    """Upper bounds of the hyper-parameters the loader accepts (model/limits.h)."""
 
 def read_bandwidth(n_threads: int, bytes: int = 1073741824, reps: int = 5) -> float: ...
 

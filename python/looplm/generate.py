@@ -118,8 +118,8 @@ def token_stream(model: Model, prompt: str | list[int], opts: GenerationOptions)
     """
     run = model.resolve(opts.ouro)  # the options' meaning, once, before any work
     # bytes are text, as for tokenize (a list of their values would be token ids)
-    text = isinstance(prompt, (str, bytes, bytearray, memoryview))
-    ids = model.tokenize(prompt, special=True) if text else list(prompt)  # type: ignore[arg-type]
+    is_text = isinstance(prompt, (str, bytes, bytearray, memoryview))
+    ids: list[int] = model.tokenize(prompt, special=True) if is_text else list(prompt)  # type: ignore[arg-type]
     if not ids:
         raise ValueError("the prompt is empty")
     if len(ids) >= model.n_ctx:

@@ -117,6 +117,8 @@ class Model:
         check_int("n_batch", n_batch, 1)
         if loops is not None:
             check_int("loops", loops, 1, 64)  # the KV cache's slots (a per-call loops must fit them)
+        if not isinstance(kv_type, str):
+            raise ValueError(f"kv_type must be a string, got {kv_type!r}")
         for name, v in (("kv_type", kv_type), ("type_k", type_k), ("type_v", type_v)):
             if v is not None and v not in KV_TYPES:
                 raise ValueError(f"{name} must be one of {KV_TYPES}, got {v!r}")
@@ -426,8 +428,9 @@ class Model:
             RuntimeError: another thread is using the model (it stays open).
         """
         with self._hold:
-            self._m = _Closed(self.path)
-            self._load_options = _Closed(self.path)  # a view into the native model keeps it alive
+            # Stand-ins that raise ValueError on any use (a closed model is no longer typed as open).
+            self._m = _Closed(self.path)  # type: ignore[assignment]
+            self._load_options = _Closed(self.path)  # type: ignore[assignment]  # a view keeps the native model alive
 
     @property
     def closed(self) -> bool:
