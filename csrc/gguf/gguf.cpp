@@ -24,10 +24,17 @@ constexpr size_t kMaxMessage = 2048;     // bytes of an error message after the 
 
 size_t scalar_size(GGUFType t) {
     switch (t) {
-        case GGUFType::U8: case GGUFType::I8: case GGUFType::BOOL: return 1;
-        case GGUFType::U16: case GGUFType::I16: return 2;
-        case GGUFType::U32: case GGUFType::I32: case GGUFType::F32: return 4;
-        case GGUFType::U64: case GGUFType::I64: case GGUFType::F64: return 8;
+        case GGUFType::U8:
+        case GGUFType::I8:
+        case GGUFType::BOOL: return 1;
+        case GGUFType::U16:
+        case GGUFType::I16: return 2;
+        case GGUFType::U32:
+        case GGUFType::I32:
+        case GGUFType::F32: return 4;
+        case GGUFType::U64:
+        case GGUFType::I64:
+        case GGUFType::F64: return 8;
         default: return 0;  // string, array: variable
     }
 }
@@ -103,9 +110,8 @@ struct Cursor {
 
     void need(uint64_t n, const std::string & what) const {
         if (n > size - pos) {
-            file.fail("truncated while reading " + what + " at byte " + std::to_string(pos) +
-                      " (needs " + std::to_string(n) + " bytes, " + std::to_string(size - pos) +
-                      " left)");
+            file.fail("truncated while reading " + what + " at byte " + std::to_string(pos) + " (needs " +
+                      std::to_string(n) + " bytes, " + std::to_string(size - pos) + " left)");
         }
     }
     template <typename T>
@@ -155,8 +161,7 @@ struct Cursor {
                               " elements runs past the end of the file");
                 }
                 for (uint64_t i = 0; i < v.count; i++) {
-                    const uint64_t len = read<uint64_t>("string " + std::to_string(i) +
-                                                        " of key '" + key + "'");
+                    const uint64_t len = read<uint64_t>("string " + std::to_string(i) + " of key '" + key + "'");
                     need(len, "string " + std::to_string(i) + " of key '" + key + "'");
                     pos += len;
                 }
@@ -174,7 +179,7 @@ struct Cursor {
 }  // namespace
 
 const char * gguf_type_name(GGUFType t) {
-    static const char * names[] = {"u8",  "i8",  "u16",   "i16",   "u32", "i32", "f32",
+    static const char * names[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
                                    "bool", "string", "array", "u64", "i64", "f64"};
     const uint32_t i = static_cast<uint32_t>(t);
     return i < 13 ? names[i] : "unknown";
@@ -310,8 +315,10 @@ void GGUFFile::parse() {
     const uint64_t n_tensors = c.read<uint64_t>("tensor count");
     const uint64_t n_kv = c.read<uint64_t>("metadata count");
     // Each KV needs >= 13 bytes (key length, type, 1-byte value); each tensor info >= 32.
-    if (n_kv > (size_ - c.pos) / 13) fail("metadata count " + std::to_string(n_kv) + " is impossible for the file size");
-    if (n_tensors > (size_ - c.pos) / 32) fail("tensor count " + std::to_string(n_tensors) + " is impossible for the file size");
+    if (n_kv > (size_ - c.pos) / 13)
+        fail("metadata count " + std::to_string(n_kv) + " is impossible for the file size");
+    if (n_tensors > (size_ - c.pos) / 32)
+        fail("tensor count " + std::to_string(n_tensors) + " is impossible for the file size");
 
     uint64_t pos = read_metadata(c.pos, n_kv);
     read_alignment();
@@ -355,8 +362,8 @@ uint64_t GGUFFile::read_tensor_infos(uint64_t pos, uint64_t n_tensors) {
         GGUFTensor t;
         t.name = c.read_string("name of tensor " + std::to_string(i));
         if (t.name.empty() || t.name.size() > kMaxName) {
-            fail("tensor " + std::to_string(i) + " has an empty or too long name (" +
-                 std::to_string(t.name.size()) + " bytes, the limit is 63)");
+            fail("tensor " + std::to_string(i) + " has an empty or too long name (" + std::to_string(t.name.size()) +
+                 " bytes, the limit is 63)");
         }
         if (escape(t.name, true) != t.name) {
             fail("tensor " + std::to_string(i) + " has a name that is not UTF-8 text: " + quote(t.name));
@@ -368,7 +375,8 @@ uint64_t GGUFFile::read_tensor_infos(uint64_t pos, uint64_t n_tensors) {
         int64_t nel = 1;
         for (uint32_t d = 0; d < n_dims; d++) {
             const uint64_t ne = c.read<uint64_t>("shape of " + tn);
-            if (ne == 0 || ne > static_cast<uint64_t>(INT64_MAX)) fail(tn + " has an invalid dimension " + std::to_string(ne));
+            if (ne == 0 || ne > static_cast<uint64_t>(INT64_MAX))
+                fail(tn + " has an invalid dimension " + std::to_string(ne));
             t.ne[d] = static_cast<int64_t>(ne);
             if (__builtin_mul_overflow(nel, t.ne[d], &nel)) fail(tn + ": element count overflows");
         }
@@ -377,8 +385,8 @@ uint64_t GGUFFile::read_tensor_infos(uint64_t pos, uint64_t n_tensors) {
         if (!ti) fail(tn + " has unknown type id " + std::to_string(type));
         t.type = static_cast<DType>(type);
         if (t.ne[0] % ti->block_elems != 0) {
-            fail(tn + ": row length " + std::to_string(t.ne[0]) + " is not a multiple of the " +
-                 ti->name + " block size " + std::to_string(ti->block_elems));
+            fail(tn + ": row length " + std::to_string(t.ne[0]) + " is not a multiple of the " + ti->name +
+                 " block size " + std::to_string(ti->block_elems));
         }
         int64_t nb = 0;
         if (__builtin_mul_overflow(nel / ti->block_elems, ti->block_bytes, &nb)) fail(tn + ": byte size overflows");
@@ -400,7 +408,8 @@ void GGUFFile::place_tensors(uint64_t end) {
     std::vector<const GGUFTensor *> by_offset;
     for (GGUFTensor & t : tensors_) {
         const std::string tn = "tensor '" + t.name + "'";
-        if (t.offset % alignment_ != 0) fail(tn + ": offset " + std::to_string(t.offset) + " is not aligned to " + std::to_string(alignment_));
+        if (t.offset % alignment_ != 0)
+            fail(tn + ": offset " + std::to_string(t.offset) + " is not aligned to " + std::to_string(alignment_));
         if (t.offset > data_size || t.nbytes > data_size - t.offset) {
             fail(tn + ": data [" + std::to_string(t.offset) + ", +" + std::to_string(t.nbytes) +
                  ") lies outside the data section (" + std::to_string(data_size) + " bytes)");
@@ -439,7 +448,10 @@ bool int_value(GGUFType t, const uint8_t * p, int64_t & out, uint64_t & uout, bo
         case GGUFType::U32: out = load<uint32_t>(p); return true;
         case GGUFType::I32: out = load<int32_t>(p); return true;
         case GGUFType::I64: out = load<int64_t>(p); return true;
-        case GGUFType::U64: uout = load<uint64_t>(p); is_unsigned = true; return true;
+        case GGUFType::U64:
+            uout = load<uint64_t>(p);
+            is_unsigned = true;
+            return true;
         default: return false;
     }
 }
@@ -460,9 +472,7 @@ uint64_t GGUFFile::get_uint(const std::string & key) const {
     return static_cast<uint64_t>(s);
 }
 
-uint64_t GGUFFile::get_uint(const std::string & key, uint64_t def) const {
-    return has(key) ? get_uint(key) : def;
-}
+uint64_t GGUFFile::get_uint(const std::string & key, uint64_t def) const { return has(key) ? get_uint(key) : def; }
 
 double GGUFFile::get_float(const std::string & key) const {
     const GGUFValue * v = find(key);
@@ -472,9 +482,7 @@ double GGUFFile::get_float(const std::string & key) const {
     fail("key '" + key + "' has type " + gguf_type_name(v->type) + ", expected f32");
 }
 
-double GGUFFile::get_float(const std::string & key, double def) const {
-    return has(key) ? get_float(key) : def;
-}
+double GGUFFile::get_float(const std::string & key, double def) const { return has(key) ? get_float(key) : def; }
 
 bool GGUFFile::get_bool(const std::string & key, bool def) const {
     const GGUFValue * v = find(key);
@@ -486,7 +494,8 @@ bool GGUFFile::get_bool(const std::string & key, bool def) const {
 std::string GGUFFile::get_string(const std::string & key) const {
     const GGUFValue * v = find(key);
     if (!v) fail("missing required key '" + key + "'");
-    if (v->type != GGUFType::STRING) fail("key '" + key + "' has type " + gguf_type_name(v->type) + ", expected string");
+    if (v->type != GGUFType::STRING)
+        fail("key '" + key + "' has type " + gguf_type_name(v->type) + ", expected string");
     return string_at(*v, 0);
 }
 

@@ -20,8 +20,19 @@ struct GGUFError : std::runtime_error {
 };
 
 enum class GGUFType : uint32_t {
-    U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7,
-    STRING = 8, ARRAY = 9, U64 = 10, I64 = 11, F64 = 12,
+    U8 = 0,
+    I8 = 1,
+    U16 = 2,
+    I16 = 3,
+    U32 = 4,
+    I32 = 5,
+    F32 = 6,
+    BOOL = 7,
+    STRING = 8,
+    ARRAY = 9,
+    U64 = 10,
+    I64 = 11,
+    F64 = 12,
 };
 const char * gguf_type_name(GGUFType t);
 
@@ -96,7 +107,7 @@ class GGUFFile {
     [[noreturn]] void fail(const std::string & what) const;
 
   private:
-    void parse();  // the header's counts, then the steps below in file order
+    void parse();                                         // the header's counts, then the steps below in file order
     uint64_t read_metadata(uint64_t pos, uint64_t n_kv);  // returns the position after it
     void read_alignment();
     uint64_t read_tensor_infos(uint64_t pos, uint64_t n_tensors);

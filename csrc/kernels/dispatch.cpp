@@ -25,7 +25,8 @@ const Kernels * choose() {
         for (int i = 0; i < n; i++) names += std::string(i ? ", " : "") + avail[i]->name;
         throw std::invalid_argument(std::string("LOOPLM_KERNELS=") + forced +
                                     ": unknown kernel set or not supported by this CPU "
-                                    "(available: " + names + ")");
+                                    "(available: " +
+                                    names + ")");
     }
     const Kernels * avail[8];
     const int n = available_kernels(avail, 8);
@@ -40,8 +41,7 @@ int available_kernels(const Kernels ** out, int max) {
 #if defined(__x86_64__) || defined(_M_X64)
     const CpuFeatures & f = cpu_feature_set();
     if (f.avx2 && f.fma && f.f16c && n < max) out[n++] = &kernels_avx2;
-    if (f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni &&
-        n < max) {
+    if (f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni && n < max) {
         out[n++] = &kernels_avx512;
     }
 #elif defined(__aarch64__)

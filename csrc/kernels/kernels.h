@@ -56,7 +56,7 @@ struct Kernels {
     float (*dot_f32)(int64_t n, const float * a, const float * b);
     void (*axpy_f16)(int64_t n, float a, const uint16_t * x, float * y);  // y += a * x
     void (*axpy_f32)(int64_t n, float a, const float * x, float * y);
-    void (*f32_to_f16)(int64_t n, const float * x, uint16_t * y);          // round to nearest even
+    void (*f32_to_f16)(int64_t n, const float * x, uint16_t * y);  // round to nearest even
     // The MLP's gate: g = silu(g) * u = g * u / (1 + exp(-g)); exp within ~2 ulp.
     void (*silu_mul)(int64_t n, float * g, const float * u);
 
@@ -86,25 +86,25 @@ constexpr int64_t kMaxPackedN = 16384;
 // Defined in kernels/ref.cpp, built without ISA flags, so every set's file may call it.
 typedef float (*Dot16Fn)(int64_t n, const uint16_t * a, const float * b);
 typedef float (*Dot32Fn)(int64_t n, const float * a, const float * b);
-void gemm_by_dot16(Dot16Fn dot, int64_t n, const void * w, size_t wstride, int64_t nr, const void * x,
-                   size_t xstride, int64_t nc, float * out, size_t ldo);
-void gemm_by_dot32(Dot32Fn dot, int64_t n, const void * w, size_t wstride, int64_t nr, const void * x,
-                   size_t xstride, int64_t nc, float * out, size_t ldo);
+void gemm_by_dot16(Dot16Fn dot, int64_t n, const void * w, size_t wstride, int64_t nr, const void * x, size_t xstride,
+                   int64_t nc, float * out, size_t ldo);
+void gemm_by_dot32(Dot32Fn dot, int64_t n, const void * w, size_t wstride, int64_t nr, const void * x, size_t xstride,
+                   int64_t nc, float * out, size_t ldo);
 
 // Defines a set's gemm_f16, gemm_bf16 and gemm_f32 (static, for its table) from the dots its
 // file defines: dot_f16_f32, dot_bf16_f32 and dot_f32.
-#define LOOPLM_FLOAT_GEMMS                                                                             \
-    static void gemm_f16(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, \
-                         int64_t nc, float * out, size_t ldo) {                                        \
-        gemm_by_dot16(dot_f16_f32, n, w, ws, nr, x, xs, nc, out, ldo);                                 \
-    }                                                                                                  \
-    static void gemm_bf16(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, \
-                          int64_t nc, float * out, size_t ldo) {                                       \
-        gemm_by_dot16(dot_bf16_f32, n, w, ws, nr, x, xs, nc, out, ldo);                                \
-    }                                                                                                  \
-    static void gemm_f32(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, \
-                         int64_t nc, float * out, size_t ldo) {                                        \
-        gemm_by_dot32(dot_f32, n, w, ws, nr, x, xs, nc, out, ldo);                                     \
+#define LOOPLM_FLOAT_GEMMS                                                                                         \
+    static void gemm_f16(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,  \
+                         float * out, size_t ldo) {                                                                \
+        gemm_by_dot16(dot_f16_f32, n, w, ws, nr, x, xs, nc, out, ldo);                                             \
+    }                                                                                                              \
+    static void gemm_bf16(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc, \
+                          float * out, size_t ldo) {                                                               \
+        gemm_by_dot16(dot_bf16_f32, n, w, ws, nr, x, xs, nc, out, ldo);                                            \
+    }                                                                                                              \
+    static void gemm_f32(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,  \
+                         float * out, size_t ldo) {                                                                \
+        gemm_by_dot32(dot_f32, n, w, ws, nr, x, xs, nc, out, ldo);                                                 \
     }
 
 extern const Kernels kernels_ref;

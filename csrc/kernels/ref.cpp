@@ -13,9 +13,7 @@ namespace looplm {
 
 namespace {
 
-void quantize_q8(const float * x, void * y, int64_t n) {
-    quantize_row_q8_s_ref(x, static_cast<block_q8_s *>(y), n);
-}
+void quantize_q8(const float * x, void * y, int64_t n) { quantize_row_q8_s_ref(x, static_cast<block_q8_s *>(y), n); }
 
 // sum_b d_w d_x sum_j (q_w - 8) q_x
 float dot_q4_0(int64_t n, const void * vw, const void * vx) {
@@ -143,8 +141,8 @@ void axpy_q4_0(int64_t n, float a, const void * vx, float * y) {
 
 // The tile loop shared by every reference GEMM: one dot per (row, column).
 template <typename Dot>
-void tile(Dot dot, int64_t n, const void * w, size_t wstride, int64_t nr, const void * x,
-          size_t xstride, int64_t nc, float * out, size_t ldo) {
+void tile(Dot dot, int64_t n, const void * w, size_t wstride, int64_t nr, const void * x, size_t xstride, int64_t nc,
+          float * out, size_t ldo) {
     const char * wb = static_cast<const char *>(w);
     const char * xb = static_cast<const char *>(x);
     for (int64_t c = 0; c < nc; c++) {
@@ -154,26 +152,26 @@ void tile(Dot dot, int64_t n, const void * w, size_t wstride, int64_t nr, const 
     }
 }
 
-void gemm_q4_0(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
-               int64_t nc, float * out, size_t ldo) {
+void gemm_q4_0(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc, float * out,
+               size_t ldo) {
     tile(dot_q4_0, n, w, ws, nr, x, xs, nc, out, ldo);
 }
 
-void gemm_q4_1(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
-               int64_t nc, float * out, size_t ldo) {
+void gemm_q4_1(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc, float * out,
+               size_t ldo) {
     tile(dot_q4_1, n, w, ws, nr, x, xs, nc, out, ldo);
 }
 
-void gemm_q8_0(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
-               int64_t nc, float * out, size_t ldo) {
+void gemm_q8_0(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc, float * out,
+               size_t ldo) {
     tile(dot_q8_0, n, w, ws, nr, x, xs, nc, out, ldo);
 }
 
 // The newer types' tiles, of the dots in kernels/ref_kquants.cpp.
-#define LOOPLM_REF_GEMM(T)                                                                                  \
+#define LOOPLM_REF_GEMM(T)                                                                                 \
     void gemm_##T(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc, \
-                  float * out, size_t ldo) {                                                                \
-        tile(dot_##T##_ref, n, w, ws, nr, x, xs, nc, out, ldo);                                             \
+                  float * out, size_t ldo) {                                                               \
+        tile(dot_##T##_ref, n, w, ws, nr, x, xs, nc, out, ldo);                                            \
     }
 LOOPLM_REF_GEMM(q5_0)
 LOOPLM_REF_GEMM(q5_1)
@@ -186,26 +184,25 @@ LOOPLM_FLOAT_GEMMS
 
 }  // namespace
 
-void gemm_by_dot16(Dot16Fn dot, int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
-                   int64_t nc, float * out, size_t ldo) {
-    tile([dot](int64_t k, const void * a, const void * b) {
-        return dot(k, static_cast<const uint16_t *>(a), static_cast<const float *>(b));
-    }, n, w, ws, nr, x, xs, nc, out, ldo);
+void gemm_by_dot16(Dot16Fn dot, int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
+                   float * out, size_t ldo) {
+    tile([dot](int64_t k, const void * a,
+               const void * b) { return dot(k, static_cast<const uint16_t *>(a), static_cast<const float *>(b)); },
+         n, w, ws, nr, x, xs, nc, out, ldo);
 }
 
-void gemm_by_dot32(Dot32Fn dot, int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
-                   int64_t nc, float * out, size_t ldo) {
-    tile([dot](int64_t k, const void * a, const void * b) {
-        return dot(k, static_cast<const float *>(a), static_cast<const float *>(b));
-    }, n, w, ws, nr, x, xs, nc, out, ldo);
+void gemm_by_dot32(Dot32Fn dot, int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
+                   float * out, size_t ldo) {
+    tile([dot](int64_t k, const void * a,
+               const void * b) { return dot(k, static_cast<const float *>(a), static_cast<const float *>(b)); },
+         n, w, ws, nr, x, xs, nc, out, ldo);
 }
 
 extern const Kernels kernels_ref = {
-    "ref",       quantize_q8, gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_f16, gemm_bf16, gemm_f32,
-    nullptr,     nullptr,     nullptr,   nullptr,   nullptr,  // no packed GEMM: the plain one is the spec
-    dot_f16_f32, dot_f32,     axpy_f16,  axpy_f32,  f32_to_f16, silu_mul,
-    gemm_q5_0,   gemm_q5_1,   quantize_q8k_ref, gemm_q4_K, gemm_q5_K, gemm_q6_K,
-    dot_q8_0_f32, dot_q4_0_f32, axpy_q8_0, axpy_q4_0,  // quantized KV rows
+    "ref",       quantize_q8, gemm_q4_0, gemm_q4_1,    gemm_q8_0,    gemm_f16,  gemm_bf16, gemm_f32,  nullptr,
+    nullptr,     nullptr,     nullptr,   nullptr,  // no packed GEMM: the plain one is the spec
+    dot_f16_f32, dot_f32,     axpy_f16,  axpy_f32,     f32_to_f16,   silu_mul,  gemm_q5_0, gemm_q5_1, quantize_q8k_ref,
+    gemm_q4_K,   gemm_q5_K,   gemm_q6_K, dot_q8_0_f32, dot_q4_0_f32, axpy_q8_0, axpy_q4_0,  // quantized KV rows
 };
 
 }  // namespace looplm

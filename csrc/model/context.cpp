@@ -9,11 +9,12 @@
 //
 // In skip mode a token that exits stops computing, and the KV slots of the loops it skipped
 // are filled by the KVFill policy, so later tokens read what one-by-one decoding would give.
+#include "model/context.h"
+
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
-#include "model/context.h"
 #include "model/limits.h"
 #include "quant/quantize.h"
 #include "quant/traits.h"
@@ -41,17 +42,18 @@ Context::Context(const Model & model, const ContextParams & p)
       max_loops_(p.n_loops > 0 ? p.n_loops : cfg_.n_loops),
       n_batch_(p.n_batch),
       share_(p.kv_share),
-      kv_((share_ == KVShare::Last ? 1 : max_loops_) * cfg_.n_layer, static_cast<int64_t>(cfg_.n_head_kv) * cfg_.head_dim,
-          p.n_ctx > 0 ? p.n_ctx : cfg_.n_ctx_train, p.type_k.value_or(p.kv_type), p.type_v.value_or(p.kv_type)) {
+      kv_((share_ == KVShare::Last ? 1 : max_loops_) * cfg_.n_layer,
+          static_cast<int64_t>(cfg_.n_head_kv) * cfg_.head_dim, p.n_ctx > 0 ? p.n_ctx : cfg_.n_ctx_train,
+          p.type_k.value_or(p.kv_type), p.type_v.value_or(p.kv_type)) {
     if (p.n_ctx < 0) throw std::invalid_argument("n_ctx must be >= 0 (0: the trained context)");
-    if (max_loops_ > limits::kLoops) throw std::invalid_argument("loops must be in 1.." + std::to_string(limits::kLoops));
+    if (max_loops_ > limits::kLoops)
+        throw std::invalid_argument("loops must be in 1.." + std::to_string(limits::kLoops));
     if (n_batch_ < 1) throw std::invalid_argument("n_batch must be >= 1");
     for (DType t : {kv_.type_k(), kv_.type_v()}) {
         if ((t == DType::Q8_0 || t == DType::Q4_0) && cfg_.head_dim % 32 != 0) {
-            throw std::invalid_argument(std::string(t == kv_.type_k() ? "type_k" : "type_v") + "=" +
-                                        (t == DType::Q8_0 ? "q8_0" : "q4_0") +
-                                        " needs a head size that is a multiple of 32 (this model's is " +
-                                        std::to_string(cfg_.head_dim) + ")");
+            throw std::invalid_argument(
+                std::string(t == kv_.type_k() ? "type_k" : "type_v") + "=" + (t == DType::Q8_0 ? "q8_0" : "q4_0") +
+                " needs a head size that is a multiple of 32 (this model's is " + std::to_string(cfg_.head_dim) + ")");
         }
     }
     if (share_ == KVShare::Last) {
@@ -79,9 +81,9 @@ RunOptions Context::resolve(const RunRequest & r) const {
     RunOptions o;
     o.loops = r.loops.value_or(max_loops_);
     if (o.loops < 1 || o.loops > max_loops_) {
-        throw std::invalid_argument("loops=" + std::to_string(o.loops) + " is outside 1.." + std::to_string(max_loops_) +
-                                    " (the KV cache has slots for " + std::to_string(max_loops_) +
-                                    " loops; load the model with more loops)");
+        throw std::invalid_argument("loops=" + std::to_string(o.loops) + " is outside 1.." +
+                                    std::to_string(max_loops_) + " (the KV cache has slots for " +
+                                    std::to_string(max_loops_) + " loops; load the model with more loops)");
     }
     o.exit = resolve_exit(r.exit, cfg_.exit_threshold, o.loops);
     return o;
@@ -100,8 +102,8 @@ void Context::reset() {
 
 void Context::truncate(int64_t n) {
     if (n < 0 || n > n_past_) {
-        throw std::invalid_argument("truncate(" + std::to_string(n) + "): the context holds " + std::to_string(n_past_) +
-                                    " tokens");
+        throw std::invalid_argument("truncate(" + std::to_string(n) + "): the context holds " +
+                                    std::to_string(n_past_) + " tokens");
     }
     n_past_ = n;
     if (chunk_start_ > n) chunk_start_ = n;
@@ -128,8 +130,7 @@ void Context::end_chunk() {
 }
 
 // One part of the current chunk: positions n_past().. of it; the chunk goes on until end_chunk.
-void Context::eval_part(const int32_t * tokens, int64_t n, const RunOptions & opts, bool all_logits,
-                        float * logits) {
+void Context::eval_part(const int32_t * tokens, int64_t n, const RunOptions & opts, bool all_logits, float * logits) {
     if (n < 1) throw std::invalid_argument("eval needs at least one token");
     if (opts.loops < 1 || opts.loops > max_loops_) throw std::invalid_argument("loops outside the KV cache's slots");
     for (int64_t i = 0; i < n; i++) {

@@ -27,11 +27,11 @@ const char * kv_share_name(KVShare s);
 
 // Settings fixed for the life of a context.
 struct ContextParams {
-    int64_t n_ctx = 4096;   // 0: the trained context
-    int n_threads = 0;      // 0: physical cores
-    int n_loops = 0;        // loops the KV cache has slots for; 0: the trained count
-    int64_t n_batch = 256;  // tokens per forward micro-batch
-    DType kv_type = DType::F16;      // keys and values, unless type_k / type_v say otherwise
+    int64_t n_ctx = 4096;                 // 0: the trained context
+    int n_threads = 0;                    // 0: physical cores
+    int n_loops = 0;                      // loops the KV cache has slots for; 0: the trained count
+    int64_t n_batch = 256;                // tokens per forward micro-batch
+    DType kv_type = DType::F16;           // keys and values, unless type_k / type_v say otherwise
     std::optional<DType> type_k, type_v;  // F32, F16, Q8_0, Q4_0
     KVShare kv_share = KVShare::None;
     const Kernels * kernels = nullptr;  // nullptr: active_kernels()
@@ -116,7 +116,7 @@ class Context {
     void end_chunk();
     void forward(const int32_t * tokens, int64_t n, const RunOptions & opts, bool all_logits, float * logits);
     void block(const LayerWeights & w, int loop, int layer, int64_t n);
-    KVCache & loop_kv() { return chunk_ ? *chunk_ : kv_; }  // the cache of (loop, layer) slots
+    KVCache & loop_kv() { return chunk_ ? *chunk_ : kv_; }           // the cache of (loop, layer) slots
     int64_t loop_base() const { return chunk_ ? chunk_start_ : 0; }  // its index of position 0
     void finish_position(const ExitPolicy & p, int last_loop, int64_t pos);
     void project(const float * x, int64_t n, const Tensor * const * ws, float * const * outs, int count);

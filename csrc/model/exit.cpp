@@ -6,8 +6,7 @@
 
 namespace looplm {
 
-bool exit_update(ExitState & st, int s, int n_loops, bool has_gate, double gate_logit,
-                 const ExitPolicy & policy) {
+bool exit_update(ExitState & st, int s, int n_loops, bool has_gate, double gate_logit, const ExitPolicy & policy) {
     if (st.step >= 0) return false;
     const int last = n_loops - 1;
     bool stop = s == last;

@@ -64,12 +64,11 @@ const char * kv_fill_name(KVFill f);
 struct ExitState {
     double survive = 1.0;  // prod_{j<s} (1 - lambda_j)
     double cdf = 0.0;
-    int step = -1;         // chosen exit loop, -1 while undecided
+    int step = -1;  // chosen exit loop, -1 while undecided
 };
 
 // Folds loop s (of n_loops) into the state; gate_logit is ignored when has_gate is false.
 // Returns true when s is the token's exit loop (only once per token).
-bool exit_update(ExitState & st, int s, int n_loops, bool has_gate, double gate_logit,
-                 const ExitPolicy & policy);
+bool exit_update(ExitState & st, int s, int n_loops, bool has_gate, double gate_logit, const ExitPolicy & policy);
 
 }  // namespace looplm

@@ -1,10 +1,11 @@
 // model/model.cpp - Model: hyper-parameters from the GGUF keys and weight views, every
 // shape and type checked against them (llama.cpp's key and tensor names).
+#include "model/model.h"
+
 #include <algorithm>
 #include <cmath>
 #include <set>
 
-#include "model/model.h"
 #include "model/limits.h"
 #include "quant/blocks.h"
 #include "quant/quantize.h"
@@ -24,8 +25,8 @@ class Loader {
     int64_t count(const char * name, int64_t max) const {
         const uint64_t v = f_.get_uint(key(name));
         if (v == 0 || v > static_cast<uint64_t>(max)) {
-            f_.fail("key '" + key(name) + "' = " + std::to_string(v) + " is out of range (1.." +
-                    std::to_string(max) + ")");
+            f_.fail("key '" + key(name) + "' = " + std::to_string(v) + " is out of range (1.." + std::to_string(max) +
+                    ")");
         }
         return static_cast<int64_t>(v);
     }
@@ -47,8 +48,8 @@ class Loader {
                     runnable_type_names() + ")");
         }
         if (t.n_dims > 2 || t.ne[0] != ne0 || t.ne[1] != ne1) {
-            f_.fail("tensor '" + name + "' has shape " + t.shape_str() + ", expected [" +
-                    std::to_string(ne0) + ", " + std::to_string(ne1) + "]");
+            f_.fail("tensor '" + name + "' has shape " + t.shape_str() + ", expected [" + std::to_string(ne0) + ", " +
+                    std::to_string(ne1) + "]");
         }
         if (ne0 % tr.block_elems != 0 || (tr.act == ActFormat::Q8 && ne0 % QK != 0)) {
             f_.fail("tensor '" + name + "': row length " + std::to_string(ne0) + " is not a multiple of the " +
@@ -124,7 +125,8 @@ Vocab load_vocab(const GGUFFile & f, int64_t n_vocab) {
     auto special = [&](const char * key) -> int32_t {
         if (!f.has(key)) return -1;
         const uint64_t id = f.get_uint(key);
-        if (id >= static_cast<uint64_t>(n)) f.fail(std::string("key '") + key + "' = " + std::to_string(id) + " is not a token id");
+        if (id >= static_cast<uint64_t>(n))
+            f.fail(std::string("key '") + key + "' = " + std::to_string(id) + " is not a token id");
         return static_cast<int32_t>(id);
     };
     v.bos = special("tokenizer.ggml.bos_token_id");
@@ -133,7 +135,8 @@ Vocab load_vocab(const GGUFFile & f, int64_t n_vocab) {
     v.add_bos = f.get_bool("tokenizer.ggml.add_bos_token", false);
     // Ouro's configs disagree on eos across revisions: always stop at both ChatML ends.
     for (int32_t id : {v.eos, v.eot, v.tokenizer->find("<|im_end|>"), v.tokenizer->find("<|endoftext|>")}) {
-        if (id >= 0 && std::find(v.stop_ids.begin(), v.stop_ids.end(), id) == v.stop_ids.end()) v.stop_ids.push_back(id);
+        if (id >= 0 && std::find(v.stop_ids.begin(), v.stop_ids.end(), id) == v.stop_ids.end())
+            v.stop_ids.push_back(id);
     }
     v.chat_template = f.get_string("tokenizer.chat_template", "");
     return v;
@@ -141,13 +144,13 @@ Vocab load_vocab(const GGUFFile & f, int64_t n_vocab) {
 
 }  // namespace
 
-Model::Model(const std::string & path, bool use_mmap, bool use_mlock)
-    : file_(new GGUFFile(path, use_mmap, use_mlock)) {
+Model::Model(const std::string & path, bool use_mmap, bool use_mlock) : file_(new GGUFFile(path, use_mmap, use_mlock)) {
     const GGUFFile & f = *file_;
     Config & c = config_;
     c.arch = f.get_string("general.architecture");
     if (c.arch != "ouro" && c.arch != "llama" && c.arch != "nanbeige") {
-        f.fail("architecture " + GGUFFile::quote(c.arch) + " is not supported (looplm runs 'ouro', 'llama' and 'nanbeige')");
+        f.fail("architecture " + GGUFFile::quote(c.arch) +
+               " is not supported (looplm runs 'ouro', 'llama' and 'nanbeige')");
     }
     Loader ld(f, c.arch);
     c.n_embd = ld.count("embedding_length", limits::kEmbd);
@@ -208,13 +211,15 @@ Model::Model(const std::string & path, bool use_mmap, bool use_mlock)
     }
     c.exit_threshold = f.get_float("ouro.exit_gate.threshold", 1.0);
     if (!(c.exit_threshold >= 0.0) || !std::isfinite(c.exit_threshold)) {
-        f.fail("key 'ouro.exit_gate.threshold' = " + std::to_string(c.exit_threshold) + " must be a finite number >= 0");
+        f.fail("key 'ouro.exit_gate.threshold' = " + std::to_string(c.exit_threshold) +
+               " must be a finite number >= 0");
     }
 
     const GGUFTensor * embd = f.tensor("token_embd.weight");
     if (!embd) f.fail("missing tensor 'token_embd.weight'");
     c.n_vocab = embd->ne[1];
-    if (c.n_vocab > limits::kVocab) f.fail("token_embd.weight has " + std::to_string(c.n_vocab) + " rows, above 2^31 - 1");
+    if (c.n_vocab > limits::kVocab)
+        f.fail("token_embd.weight has " + std::to_string(c.n_vocab) + " rows, above 2^31 - 1");
     if (f.has(ld.key("vocab_size")) && static_cast<int64_t>(f.get_uint(ld.key("vocab_size"))) != c.n_vocab) {
         f.fail("'" + ld.key("vocab_size") + "' disagrees with token_embd.weight");
     }

@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "model/exit.h"
 #include "gguf/gguf.h"
 #include "kernels/kernels.h"
+#include "model/exit.h"
 #include "model/kv_cache.h"
 #include "ops/ops.h"
 #include "runtime/threads.h"
@@ -26,9 +26,9 @@ struct Config {
     int64_t n_vocab = 0, n_embd = 0, n_ff = 0, n_ctx_train = 0;
     int n_layer = 0, n_head = 0, n_head_kv = 0, head_dim = 0;
     float rms_eps = 1e-6f, rope_theta = 10000.0f;
-    int n_loops = 1;          // trained loop count ({arch}.num_loops)
-    bool post_norms = false;  // Ouro's norms of the attention and MLP outputs
-    bool has_gate = false;    // exit gate present (ouro.exit_gate.*)
+    int n_loops = 1;            // trained loop count ({arch}.num_loops)
+    bool post_norms = false;    // Ouro's norms of the attention and MLP outputs
+    bool has_gate = false;      // exit gate present (ouro.exit_gate.*)
     std::vector<float> gate_w;  // [n_embd]
     float gate_b = 0.0f;
     double exit_threshold = 1.0;  // the file's default (ouro.exit_threshold)
@@ -36,7 +36,7 @@ struct Config {
 
 struct LayerWeights {
     std::vector<float> attn_norm, post_attention_norm, ffn_norm, post_ffw_norm;  // [n_embd]
-    Tensor wq, wk, wv, wo;             // [n_embd -> n_head*hd | n_head_kv*hd], wo: [n_head*hd -> n_embd]
+    Tensor wq, wk, wv, wo;              // [n_embd -> n_head*hd | n_head_kv*hd], wo: [n_head*hd -> n_embd]
     Tensor ffn_gate, ffn_up, ffn_down;  // [n_embd -> n_ff], down: [n_ff -> n_embd]
 };
 

@@ -24,7 +24,6 @@ struct Tensor {
     const void * row(int64_t i) const { return static_cast<const char *>(data) + i * row_bytes; }
 };
 
-
 // Activations prepared for one weight type: f32 rows as given, or quantized to the weight type's
 // partner (block_q8_s rows, or block_q8_K rows for the K-quants; traits' ActFormat).
 struct Activations {
@@ -60,8 +59,8 @@ class Ops {
     static void rope_table(int64_t pos0, int64_t n, int head_dim, float theta, float * table);
     // x [rows, n_heads * head_dim]: rotates adjacent pairs (2i, 2i+1) by the angles of pos[r],
     // the layout of llama.cpp's permuted q/k rows ("NORM" rope). table from rope_table(pos0).
-    void rope(float * x, const int32_t * pos, int64_t rows, int n_heads, int head_dim,
-              const float * table, int64_t pos0);
+    void rope(float * x, const int32_t * pos, int64_t rows, int n_heads, int head_dim, const float * table,
+              int64_t pos0);
     // g [rows, n] <- silu(g) * u
     void swiglu(float * g, const float * u, int64_t rows, int64_t n);
     // x += y, rows of n

@@ -2,6 +2,8 @@
 // conversion, GIL release around compute, C++ exceptions to Python ones. The model and its
 // options are bound in py_model.cpp, GGUF metadata in gguf_values.cpp, the kernel test hooks
 // and the bandwidth probe in kernel_hooks.cpp.
+#include "python/bindings.h"
+
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -11,7 +13,6 @@
 
 #include "kernels/kernels.h"
 #include "model/limits.h"
-#include "python/bindings.h"
 #include "python/gguf_values.h"
 #include "runtime/cpu_features.h"
 #include "runtime/threads.h"
@@ -35,8 +36,7 @@ PYBIND11_MODULE(_core, m) {
     m.attr("__version__") = LOOPLM_VERSION;
     py::register_exception<GGUFError>(m, "GGUFError", PyExc_ValueError);
 
-    m.def("kernels", [] { return std::string(active_kernels().name); },
-          "Name of the kernel set this process uses.");
+    m.def("kernels", [] { return std::string(active_kernels().name); }, "Name of the kernel set this process uses.");
     m.def("kernels_available", [] {
         const Kernels * k[8];
         const int n = available_kernels(k, 8);
@@ -60,19 +60,22 @@ PYBIND11_MODULE(_core, m) {
         },
         "Upper bounds of the hyper-parameters the loader accepts (model/limits.h).");
     m.def("cpu_features", [] { return std::string(cpu_features()); });
-    m.def("build_info", [] {
-        py::dict d;
+    m.def(
+        "build_info",
+        [] {
+            py::dict d;
 #if defined(__clang__)
-        d["compiler"] = std::string("clang ") + __clang_version__;
+            d["compiler"] = std::string("clang ") + __clang_version__;
 #elif defined(__GNUC__)
-        d["compiler"] = std::string("gcc ") + __VERSION__;
+            d["compiler"] = std::string("gcc ") + __VERSION__;
 #else
-        d["compiler"] = "unknown";
+            d["compiler"] = "unknown";
 #endif
-        d["build_type"] = LOOPLM_BUILD_TYPE;
-        d["native"] = LOOPLM_NATIVE_BUILD != 0;
-        return d;
-    }, "How the extension was built: compiler, CMake build type, -march=native or portable.");
+            d["build_type"] = LOOPLM_BUILD_TYPE;
+            d["native"] = LOOPLM_NATIVE_BUILD != 0;
+            return d;
+        },
+        "How the extension was built: compiler, CMake build type, -march=native or portable.");
     m.def("physical_cores", &physical_cores);
     m.def("file_info", &file_info, py::arg("path"), py::arg("max_array") = 64,
           "Validates a GGUF file and returns its header, metadata and tensor table.");
@@ -98,7 +101,8 @@ PYBIND11_MODULE(_core, m) {
              py::arg("presence_penalty"), py::arg("frequency_penalty"), py::arg("penalty_last_n"), py::arg("seed"))
         .def("sample", [](Sampler & s, py::array_t<float, py::array::c_style | py::array::forcecast> logits,
                           py::array_t<int32_t, py::array::c_style | py::array::forcecast> history) {
-            if (logits.ndim() != 1 || logits.size() == 0) throw std::invalid_argument("logits must be a non-empty 1-D array");
+            if (logits.ndim() != 1 || logits.size() == 0)
+                throw std::invalid_argument("logits must be a non-empty 1-D array");
             return s.sample(logits.data(), logits.size(), history.data(), history.size());
         });
 

@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "kernels/kernels.h"
 #include "bench/membw.h"
-#include "python/bindings.h"
+#include "kernels/kernels.h"
 #include "ops/ops.h"
+#include "python/bindings.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
 #include "quant/quantize.h"
@@ -56,14 +56,14 @@ py::tuple kernel_quantize(const std::string & set, py::array_t<float, py::array:
 }
 
 // out [nc, rows] = x [nc, n] . W^T, W given as raw rows [rows, row_bytes] of ggml type type_id.
-py::array_t<float> kernel_matmul(const std::string & set, uint32_t type_id,
-                                 py::array_t<uint8_t, py::array::c_style> w, int64_t n,
-                                 py::array_t<float, py::array::c_style | py::array::forcecast> x) {
+py::array_t<float> kernel_matmul(const std::string & set, uint32_t type_id, py::array_t<uint8_t, py::array::c_style> w,
+                                 int64_t n, py::array_t<float, py::array::c_style | py::array::forcecast> x) {
     const Kernels & k = kernel_set(set);
     const TypeTraits * ti = find_traits(type_id);
     if (!ti || !ti->runnable) throw std::invalid_argument("unsupported type id " + std::to_string(type_id));
     const DType t = static_cast<DType>(type_id);
-    if (n % ti->block_elems != 0 || w.ndim() != 2 || w.shape(1) != row_bytes(t, n) || x.ndim() != 2 || x.shape(1) != n) {
+    if (n % ti->block_elems != 0 || w.ndim() != 2 || w.shape(1) != row_bytes(t, n) || x.ndim() != 2 ||
+        x.shape(1) != n) {
         throw std::invalid_argument("shape mismatch");
     }
     ThreadPool pool(1);

@@ -169,7 +169,8 @@ class PyModel {
         if (loop == -1 && !shared) loop = ctx_->max_loops() - 1;
         if ((shared ? loop != -1 : loop < 0 || loop >= ctx_->max_loops()) || layer < 0 ||
             layer >= model_.config().n_layer) {
-            throw std::invalid_argument("no KV slot for loop " + std::to_string(loop) + ", layer " + std::to_string(layer) +
+            throw std::invalid_argument("no KV slot for loop " + std::to_string(loop) + ", layer " +
+                                        std::to_string(layer) +
                                         (shared ? " (kv_share='last' keeps one slot per layer: loop -1)" : ""));
         }
         const int slot = shared ? layer : loop * model_.config().n_layer + layer;
@@ -227,7 +228,8 @@ class PyModel {
     py::dict metadata() const { return metadata_dict(model_.file(), 4096); }
 
     const Tokenizer & tok() const {
-        if (!model_.vocab.tokenizer) throw std::invalid_argument(model_.file().path() + ": the file carries no tokenizer");
+        if (!model_.vocab.tokenizer)
+            throw std::invalid_argument(model_.file().path() + ": the file carries no tokenizer");
         return *model_.vocab.tokenizer;
     }
 
@@ -238,14 +240,16 @@ class PyModel {
     }
 
     py::bytes token_bytes(int32_t id) const {
-        if (id < 0 || id >= tok().n_vocab()) throw std::invalid_argument("token id " + std::to_string(id) + " is out of range");
+        if (id < 0 || id >= tok().n_vocab())
+            throw std::invalid_argument("token id " + std::to_string(id) + " is out of range");
         return py::bytes(tok().token_bytes(id));
     }
 
     py::bytes detokenize(const std::vector<int32_t> & ids) const {
         const Tokenizer & t = tok();
         for (int32_t id : ids) {
-            if (id < 0 || id >= t.n_vocab()) throw std::invalid_argument("token id " + std::to_string(id) + " is out of range");
+            if (id < 0 || id >= t.n_vocab())
+                throw std::invalid_argument("token id " + std::to_string(id) + " is out of range");
         }
         return py::bytes(t.decode(ids));
     }
@@ -274,8 +278,9 @@ class PyModel {
   private:
     void check_fits(int64_t n) const {
         if (n > ctx_->kv().n_ctx() - ctx_->n_past()) {
-            throw std::length_error("context overflow: " + std::to_string(ctx_->n_past()) + " tokens in the context + " +
-                                    std::to_string(n) + " new > n_ctx " + std::to_string(ctx_->kv().n_ctx()));
+            throw std::length_error("context overflow: " + std::to_string(ctx_->n_past()) +
+                                    " tokens in the context + " + std::to_string(n) + " new > n_ctx " +
+                                    std::to_string(ctx_->kv().n_ctx()));
         }
     }
 
@@ -304,15 +309,17 @@ void bind_model(py::module_ & m) {
         .def_property_readonly("loops", [](const RunOptions & o) { return o.loops; })
         .def_property_readonly("exit_threshold", [](const RunOptions & o) { return o.exit.threshold; })
         .def_property_readonly("exit_mode", [](const RunOptions & o) { return exit_mode_name(o.exit.mode); })
-        .def_property_readonly("exit_at_step", [](const RunOptions & o) -> py::object {
-            if (o.exit.exit_at_step < 0) return py::none();
-            return py::int_(o.exit.exit_at_step);
-        })
+        .def_property_readonly("exit_at_step",
+                               [](const RunOptions & o) -> py::object {
+                                   if (o.exit.exit_at_step < 0) return py::none();
+                                   return py::int_(o.exit.exit_at_step);
+                               })
         .def_property_readonly("kv_fill", [](const RunOptions & o) { return kv_fill_name(o.exit.fill); })
         .def("__eq__", [](const RunOptions & a, const RunOptions & b) { return a == b; })
         .def("__repr__", [](const RunOptions & o) {
-            return "RunOptions(loops=" + std::to_string(o.loops) + ", exit_threshold=" + std::to_string(o.exit.threshold) +
-                   ", exit_mode='" + exit_mode_name(o.exit.mode) + "', exit_at_step=" + std::to_string(o.exit.exit_at_step) +
+            return "RunOptions(loops=" + std::to_string(o.loops) +
+                   ", exit_threshold=" + std::to_string(o.exit.threshold) + ", exit_mode='" +
+                   exit_mode_name(o.exit.mode) + "', exit_at_step=" + std::to_string(o.exit.exit_at_step) +
                    ", kv_fill='" + kv_fill_name(o.exit.fill) + "')";
         });
 
@@ -341,7 +348,8 @@ void bind_model(py::module_ & m) {
         .def(
             "resolve",
             [](const PyModel & m, std::optional<int> loops, std::optional<double> exit_threshold,
-               std::optional<std::string> exit_mode, std::optional<int> exit_at_step, std::optional<std::string> kv_fill) {
+               std::optional<std::string> exit_mode, std::optional<int> exit_at_step,
+               std::optional<std::string> kv_fill) {
                 return m.resolve(request(loops, exit_threshold, exit_mode, exit_at_step, kv_fill));
             },
             py::kw_only(), py::arg("loops") = py::none(), py::arg("exit_threshold") = py::none(),

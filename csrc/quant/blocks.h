@@ -66,7 +66,7 @@ struct block_q5_1 {
 };
 static_assert(sizeof(block_q5_1) == 24, "block_q5_1 is 24 bytes on disk");
 
-constexpr int QK_K = 256;        // elements per super-block of the K-quants
+constexpr int QK_K = 256;         // elements per super-block of the K-quants
 constexpr int K_SCALE_SIZE = 12;  // Q4_K/Q5_K: 8 six-bit scales and 8 six-bit mins, packed
 
 // Q4_K: 8 sub-blocks of 32; x = d * sc[j] * q - dmin * mn[j], q = 4 bits. scales packs the

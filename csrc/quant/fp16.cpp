@@ -48,8 +48,8 @@ uint16_t fp32_to_fp16(float f) {
         return sign | 0x7c00 | (absx > 0x7f800000u ? 0x200 : 0);
     }
     if (absx >= 0x477ff000u) return sign | 0x7c00;  // rounds to >= 65520: overflow to inf
-    if (absx < 0x38800000u) {                        // below the smallest normal half
-        if (absx < 0x33000000u) return sign;         // below half the smallest subnormal
+    if (absx < 0x38800000u) {                       // below the smallest normal half
+        if (absx < 0x33000000u) return sign;        // below half the smallest subnormal
         const uint32_t e = absx >> 23;
         const uint32_t m = (absx & 0x7fffff) | 0x800000;
         const uint32_t shift = 126 - e;  // 14 + (113 - e)

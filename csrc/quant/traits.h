@@ -31,7 +31,7 @@ struct TypeTraits {
     bool runnable;
     ActFormat act;
     void (*dequantize)(const void * src, float * dst, int64_t n);  // n a multiple of block_elems
-    GemmFn Kernels::*gemm;   // the set's tile GEMM for this weight type
+    GemmFn Kernels::*gemm;                                         // the set's tile GEMM for this weight type
     GemmFn Kernels::*gemm8;  // its packed many-column GEMM (nullptr: the type has none)
 };
 

@@ -3,6 +3,7 @@
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
+
 #include <cstdint>
 #elif defined(__aarch64__) && defined(__linux__)
 #include <asm/hwcap.h>
@@ -47,8 +48,12 @@ CpuFeatures detect() {
     const struct {
         bool on;
         const char * name;
-    } all[] = {{f.avx2, "avx2"},         {f.fma, "fma"},           {f.f16c, "f16c"},
-               {f.avx512f, "avx512f"},   {f.avx512bw, "avx512bw"}, {f.avx512vl, "avx512vl"},
+    } all[] = {{f.avx2, "avx2"},
+               {f.fma, "fma"},
+               {f.f16c, "f16c"},
+               {f.avx512f, "avx512f"},
+               {f.avx512bw, "avx512bw"},
+               {f.avx512vl, "avx512vl"},
                {f.avx512vnni, "avx512vnni"}};
     for (const auto & e : all) {
         if (e.on) f.text += std::string(f.text.empty() ? "" : " ") + e.name;

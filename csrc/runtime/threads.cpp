@@ -1,10 +1,9 @@
 // threads.cpp - the fork-join pool: spin-then-sleep workers, one generation counter.
 #include "runtime/threads.h"
 
-#include <sched.h>
-
 #include <chrono>
 #include <fstream>
+#include <sched.h>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -121,11 +120,12 @@ int physical_cores() {
     for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
         if (!CPU_ISSET(cpu, &set)) continue;
         logical++;
-        std::ifstream f("/sys/devices/system/cpu/cpu" + std::to_string(cpu) +
-                        "/topology/thread_siblings_list");
+        std::ifstream f("/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/thread_siblings_list");
         std::string siblings;
-        if (f && std::getline(f, siblings)) cores.insert(siblings);
-        else cores.insert("cpu" + std::to_string(cpu));
+        if (f && std::getline(f, siblings))
+            cores.insert(siblings);
+        else
+            cores.insert("cpu" + std::to_string(cpu));
     }
     const int n = static_cast<int>(cores.size());
     return n > 0 ? n : (logical > 0 ? logical : 1);

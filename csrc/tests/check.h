@@ -6,14 +6,14 @@
 
 inline int g_checks = 0, g_failures = 0;
 
-#define CHECK(cond, ...)                                                       \
-    do {                                                                       \
-        g_checks++;                                                            \
-        if (!(cond) && ++g_failures <= 30) {                                   \
-            std::printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);        \
-            std::printf(__VA_ARGS__);                                          \
-            std::printf("\n");                                                 \
-        }                                                                      \
+#define CHECK(cond, ...)                                                \
+    do {                                                                \
+        g_checks++;                                                     \
+        if (!(cond) && ++g_failures <= 30) {                            \
+            std::printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+            std::printf(__VA_ARGS__);                                   \
+            std::printf("\n");                                          \
+        }                                                               \
     } while (0)
 
 // "<name>: all N checks passed" and 0, or "<name>: F of N checks FAILED" and 1.

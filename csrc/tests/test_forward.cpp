@@ -99,8 +99,8 @@ bool load_greedy(const std::string & path, Greedy & g) {
     if (!f) return false;
     char magic[8];
     uint32_t n = 0, dims[2] = {0, 0};
-    bool ok = std::fread(magic, 1, 8, f) == 8 && std::memcmp(magic, "LOOPGRD1", 8) == 0 && std::fread(&n, 4, 1, f) == 1 &&
-              n > 0 && n < 4096;
+    bool ok = std::fread(magic, 1, 8, f) == 8 && std::memcmp(magic, "LOOPGRD1", 8) == 0 &&
+              std::fread(&n, 4, 1, f) == 1 && n > 0 && n < 4096;
     if (ok) {
         g.gguf.resize(n);
         ok = std::fread(&g.gguf[0], 1, n, f) == n && std::fread(dims, 4, 2, f) == 2 && dims[0] > 0 && dims[1] > 0 &&
@@ -109,7 +109,8 @@ bool load_greedy(const std::string & path, Greedy & g) {
     if (ok) {
         g.prompt.resize(dims[0]);
         g.answer.resize(dims[1]);
-        ok = std::fread(g.prompt.data(), 4, dims[0], f) == dims[0] && std::fread(g.answer.data(), 4, dims[1], f) == dims[1];
+        ok = std::fread(g.prompt.data(), 4, dims[0], f) == dims[0] &&
+             std::fread(g.answer.data(), 4, dims[1], f) == dims[1];
     }
     std::fclose(f);
     if (!ok) throw std::runtime_error(path + ": not a LOOPGRD1 fixture or truncated");
@@ -191,22 +192,27 @@ int main(int argc, char ** argv) {
             const int m_exact = exit_mismatches(steps, exact.exit_steps);
             const double e_skip = rel_err(run(f32, k, ExitMode::Skip, 0.5, skip, steps), skip.logits);
             const int m_skip = exit_mismatches(steps, skip.exit_steps);
-            const double cos = mean_cosine(run(q8, k, ExitMode::Exact, 1.0, q8_exact, steps), q8_exact.logits, q8_exact.n_vocab);
+            const double cos =
+                mean_cosine(run(q8, k, ExitMode::Exact, 1.0, q8_exact, steps), q8_exact.logits, q8_exact.n_vocab);
             const int m_q8 = exit_mismatches(steps, q8_exact.exit_steps);
-            CHECK(e_exact < 1e-4 && m_exact == 0, "%s f32 exact: rel err %.3g, %d exit mismatches", k.name, e_exact, m_exact);
-            CHECK(e_skip < 1e-4 && m_skip == 0, "%s f32 skip 0.5: rel err %.3g, %d exit mismatches", k.name, e_skip, m_skip);
+            CHECK(e_exact < 1e-4 && m_exact == 0, "%s f32 exact: rel err %.3g, %d exit mismatches", k.name, e_exact,
+                  m_exact);
+            CHECK(e_skip < 1e-4 && m_skip == 0, "%s f32 skip 0.5: rel err %.3g, %d exit mismatches", k.name, e_skip,
+                  m_skip);
             CHECK(cos >= 0.9995 && m_q8 == 0, "%s q8_0 exact: mean cosine %.6f, %d exit mismatches", k.name, cos, m_q8);
-            std::printf("test_forward: %-8s f32 exact rel err %.2e, f32 skip(0.5) rel err %.2e, q8_0 mean cosine %.6f\n",
-                        k.name, e_exact, e_skip, cos);
+            std::printf(
+                "test_forward: %-8s f32 exact rel err %.2e, f32 skip(0.5) rel err %.2e, q8_0 mean cosine %.6f\n",
+                k.name, e_exact, e_skip, cos);
         }
         Greedy g;
         if (load_greedy(dir + "/smollm2-readme.bin", g)) {
             const Model smol(g.gguf);
             for (int s = 0; s < nsets; s++) {
                 const size_t ok = greedy_matches(smol, *sets[s], g);
-                CHECK(ok == g.answer.size(), "%s: the README's SmolLM2 answer differs at token %zu of %zu", sets[s]->name,
-                      ok + 1, g.answer.size());
-                std::printf("test_forward: %-8s smollm2 README answer %zu/%zu tokens\n", sets[s]->name, ok, g.answer.size());
+                CHECK(ok == g.answer.size(), "%s: the README's SmolLM2 answer differs at token %zu of %zu",
+                      sets[s]->name, ok + 1, g.answer.size());
+                std::printf("test_forward: %-8s smollm2 README answer %zu/%zu tokens\n", sets[s]->name, ok,
+                            g.answer.size());
             }
         }
     } catch (const std::exception & e) {

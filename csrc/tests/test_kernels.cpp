@@ -435,8 +435,10 @@ void test_kv_rows(const Kernels & k) {
         for (int64_t n : {32, 128, 2048}) {
             const std::vector<float> x = randn(static_cast<size_t>(n), 3.0f), q = randn(static_cast<size_t>(n));
             std::vector<uint8_t> raw(static_cast<size_t>(row_bytes(t, n)));
-            if (t == DType::Q8_0) quantize_row_q8_0_ref(x.data(), reinterpret_cast<block_q8_0 *>(raw.data()), n);
-            else quantize_row_q4_0_ref(x.data(), reinterpret_cast<block_q4_0 *>(raw.data()), n);
+            if (t == DType::Q8_0)
+                quantize_row_q8_0_ref(x.data(), reinterpret_cast<block_q8_0 *>(raw.data()), n);
+            else
+                quantize_row_q4_0_ref(x.data(), reinterpret_cast<block_q4_0 *>(raw.data()), n);
             std::vector<float> deq(static_cast<size_t>(n));
             dequantize_row(t, raw.data(), deq.data(), n);
             double e = 0.0, m = 0.0;

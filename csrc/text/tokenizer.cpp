@@ -95,8 +95,8 @@ size_t decode_utf8(const unsigned char * s, size_t n, uint32_t & cp) {
 }
 
 struct CodePoint {
-    uint32_t cp;      // an invalid byte b is 0x110000 + b, which is CP_OTHER
-    size_t offset;    // byte offset of its first byte, relative to the decoded span
+    uint32_t cp;    // an invalid byte b is 0x110000 + b, which is CP_OTHER
+    size_t offset;  // byte offset of its first byte, relative to the decoded span
     CodepointClass cls;
 };
 
@@ -153,8 +153,8 @@ size_t match_piece(const std::vector<CodePoint> & cps, size_t i, size_t e) {
 
 struct Candidate {
     int32_t rank;
-    int32_t pos;  // index of the left symbol
-    int32_t id;   // merged token
+    int32_t pos;                                 // index of the left symbol
+    int32_t id;                                  // merged token
     bool operator<(const Candidate & o) const {  // max-heap order: lowest rank, then leftmost, on top
         return rank != o.rank ? rank > o.rank : pos > o.pos;
     }
@@ -179,8 +179,8 @@ Tokenizer::Tokenizer(const std::string & model, const std::string & pre, std::ve
                      std::vector<int32_t> types, const std::vector<std::string> & merges)
     : tokens_(std::move(tokens)), types_(std::move(types)), byte_ids_(256, -1), specials_by_byte_(256) {
     if (model != "gpt2" || pre != "smollm") {
-        throw std::invalid_argument("unsupported tokenizer: tokenizer.ggml.model='" + model + "' / pre='" +
-                                    pre + "' (looplm supports gpt2 + smollm)");
+        throw std::invalid_argument("unsupported tokenizer: tokenizer.ggml.model='" + model + "' / pre='" + pre +
+                                    "' (looplm supports gpt2 + smollm)");
     }
     if (types_.size() != tokens_.size()) {
         throw std::invalid_argument("tokenizer: " + std::to_string(types_.size()) + " token types for " +
@@ -235,8 +235,8 @@ Tokenizer::Tokenizer(const std::string & model, const std::string & pre, std::ve
     for (size_t rank = 0; rank < merges.size(); ++rank) {
         const std::string & m = merges[rank];
         size_t sp = m.find(' ');
-        bool two_parts = sp != std::string::npos && sp > 0 && sp + 1 < m.size() &&
-                         m.find(' ', sp + 1) == std::string::npos;
+        bool two_parts =
+            sp != std::string::npos && sp > 0 && sp + 1 < m.size() && m.find(' ', sp + 1) == std::string::npos;
         if (!two_parts) {
             throw std::invalid_argument("tokenizer: merge " + std::to_string(rank) + " ('" + m +
                                         "') is not two space-separated tokens");
@@ -287,8 +287,7 @@ std::vector<int32_t> Tokenizer::encode(const std::string & text, bool special) c
     return out;
 }
 
-void Tokenizer::encode_text(const std::string & text, size_t begin, size_t end,
-                            std::vector<int32_t> & out) const {
+void Tokenizer::encode_text(const std::string & text, size_t begin, size_t end, std::vector<int32_t> & out) const {
     if (begin == end) {
         return;
     }
@@ -399,9 +398,7 @@ std::string Tokenizer::decode(const std::vector<int32_t> & ids) const {
     return out;
 }
 
-int32_t Tokenizer::n_vocab() const {
-    return int32_t(tokens_.size());
-}
+int32_t Tokenizer::n_vocab() const { return int32_t(tokens_.size()); }
 
 int32_t Tokenizer::type(int32_t id) const {
     check_id(id, n_vocab());

@@ -48,7 +48,7 @@ class Tokenizer {
     std::string token_bytes(int32_t id) const;
     std::string decode(const std::vector<int32_t> & ids) const;  // concatenated token_bytes
     int32_t n_vocab() const;
-    int32_t type(int32_t id) const;  // throws std::out_of_range for a bad id
+    int32_t type(int32_t id) const;                      // throws std::out_of_range for a bad id
     int32_t find(const std::string & token_text) const;  // id whose vocabulary string equals token_text, or -1
 
   private:
@@ -65,11 +65,11 @@ class Tokenizer {
 
     std::vector<std::string> tokens_;
     std::vector<int32_t> types_;
-    std::vector<std::string> bytes_;  // token_bytes() of every id
+    std::vector<std::string> bytes_;                        // token_bytes() of every id
     std::unordered_map<std::string, int32_t> token_to_id_;  // first id of each string
-    std::unordered_map<uint64_t, Merge> merges_;  // (left << 32 | right) -> merge
-    std::vector<int32_t> byte_ids_;  // id of the single-byte token of each byte value
-    std::vector<std::vector<int32_t>> specials_by_byte_;  // matchable specials by first byte, longest first
+    std::unordered_map<uint64_t, Merge> merges_;            // (left << 32 | right) -> merge
+    std::vector<int32_t> byte_ids_;                         // id of the single-byte token of each byte value
+    std::vector<std::vector<int32_t>> specials_by_byte_;    // matchable specials by first byte, longest first
 };
 
 }  // namespace looplm

@@ -63,7 +63,10 @@ extern const Kernels kernels_dotprod = {
     gemm_q4_K,
     gemm_q5_K,
     gemm_q6_K,
-    kernels_neon.dot_q8_0_f32, kernels_neon.dot_q4_0_f32, kernels_neon.axpy_q8_0, kernels_neon.axpy_q4_0,  // KV rows
+    kernels_neon.dot_q8_0_f32,
+    kernels_neon.dot_q4_0_f32,
+    kernels_neon.axpy_q8_0,
+    kernels_neon.axpy_q4_0,  // KV rows
 };
 
 }  // namespace looplm

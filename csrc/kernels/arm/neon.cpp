@@ -132,7 +132,8 @@ static float dot_f16_f32(int64_t n, const uint16_t * a, const float * b) {
         a2 = vfmaq_f32(a2, f16_lo(h1), vld1q_f32(b + i + 8));
         a3 = vfmaq_f32(a3, f16_hi(h1), vld1q_f32(b + i + 12));
     }
-    for (; i + 4 <= n; i += 4) a0 = vfmaq_f32(a0, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(a + i))), vld1q_f32(b + i));
+    for (; i + 4 <= n; i += 4)
+        a0 = vfmaq_f32(a0, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(a + i))), vld1q_f32(b + i));
     float sum = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
     for (; i < n; i++) sum += h2f(a[i]) * b[i];
     return sum;
@@ -226,10 +227,11 @@ LOOPLM_FLOAT_GEMMS
 }  // namespace
 
 extern const Kernels kernels_neon = {
-    "neon",      quantize_q8, gemm_q4_0, gemm_q4_1, gemm_q8_0, gemm_f16, gemm_bf16, gemm_f32,
-    nullptr,     nullptr,     nullptr,   nullptr,   nullptr,  // no packed GEMM
-    dot_f16_f32, dot_f32,     axpy_f16,  axpy_f32,  f32_to_f16, silu_mul,
-    gemm_q5_0,   gemm_q5_1,   quantize_q8k, gemm_q4_K, gemm_q5_K, gemm_q6_K,
+    "neon",           quantize_q8,      gemm_q4_0,         gemm_q4_1,         gemm_q8_0,  gemm_f16,
+    gemm_bf16,        gemm_f32,         nullptr,           nullptr,           nullptr,    nullptr,
+    nullptr,  // no packed GEMM
+    dot_f16_f32,      dot_f32,          axpy_f16,          axpy_f32,          f32_to_f16, silu_mul,
+    gemm_q5_0,        gemm_q5_1,        quantize_q8k,      gemm_q4_K,         gemm_q5_K,  gemm_q6_K,
     kv_dot_q8_0_neon, kv_dot_q4_0_neon, kv_axpy_q8_0_neon, kv_axpy_q4_0_neon,  // quantized KV rows
 };
 

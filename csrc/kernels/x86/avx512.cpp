@@ -24,9 +24,9 @@ static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 // to match, and each row's sum scales those lanes by 1/16 once (exact: a power of two).
 static inline __m256i q4_bytes(const uint8_t * qs) {
     const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i *>(qs)));
-    return _mm256_and_si256(t, _mm256_setr_epi64x(0x0f0f0f0f0f0f0f0fll, 0x0f0f0f0f0f0f0f0fll,
-                                                  static_cast<long long>(0xf0f0f0f0f0f0f0f0ull),
-                                                  static_cast<long long>(0xf0f0f0f0f0f0f0f0ull)));
+    return _mm256_and_si256(
+        t, _mm256_setr_epi64x(0x0f0f0f0f0f0f0f0fll, 0x0f0f0f0f0f0f0f0fll, static_cast<long long>(0xf0f0f0f0f0f0f0f0ull),
+                              static_cast<long long>(0xf0f0f0f0f0f0f0f0ull)));
 }
 
 static inline __m256 lane_scale() { return _mm256_setr_ps(1, 1, 1, 1, 0.0625f, 0.0625f, 0.0625f, 0.0625f); }
@@ -129,7 +129,10 @@ extern const Kernels kernels_avx512 = {
     gemm_q4_K,  // kquants.inc compiled for this set (VNNI brings nothing there, see that file)
     gemm_q5_K,
     gemm_q6_K,
-    kv_dot_q8_0_avx512, kv_dot_q4_0_avx512, kv_axpy_q8_0_avx512, kv_axpy_q4_0_avx512,  // quantized KV rows
+    kv_dot_q8_0_avx512,
+    kv_dot_q4_0_avx512,
+    kv_axpy_q8_0_avx512,
+    kv_axpy_q4_0_avx512,  // quantized KV rows
 };
 
 }  // namespace looplm

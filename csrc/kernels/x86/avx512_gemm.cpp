@@ -21,7 +21,7 @@ namespace looplm {
 
 namespace {
 
-constexpr int kRows = 8;     // weight rows per register tile
+constexpr int kRows = 8;         // weight rows per register tile
 constexpr int kMaxBlocks = 512;  // row length up to 16384 elements
 
 // One block of a packed activation group (8 columns).
@@ -36,7 +36,7 @@ static_assert(sizeof(PackedBlock) == 320, "PackedBlock is 320 bytes");
 struct WeightTile {
     int8_t q[kRows][kMaxBlocks][QK];
     float d[kRows][kMaxBlocks];
-    float m[kRows][kMaxBlocks];      // Q4_1's minimum (0 for the others)
+    float m[kRows][kMaxBlocks];        // Q4_1's minimum (0 for the others)
     int32_t start[kRows][kMaxBlocks];  // -128 * sum(q)
 };
 
@@ -53,7 +53,8 @@ static inline int32_t sum_bytes(__m256i v) {  // sum of 32 signed bytes
 // Unpacks rows [0, nr) of a weight type into the tile (rows >= nr repeat the last row).
 static void unpack_q4_0(const void * w, size_t ws, int nr, int64_t nb, WeightTile * t) {
     for (int r = 0; r < kRows; r++) {
-        const block_q4_0 * row = reinterpret_cast<const block_q4_0 *>(static_cast<const char *>(w) + (r < nr ? r : nr - 1) * ws);
+        const block_q4_0 * row =
+            reinterpret_cast<const block_q4_0 *>(static_cast<const char *>(w) + (r < nr ? r : nr - 1) * ws);
         for (int64_t b = 0; b < nb; b++) {
             const __m128i p = _mm_loadu_si128(reinterpret_cast<const __m128i *>(row[b].qs));
             __m256i q = _mm256_set_m128i(_mm_srli_epi16(p, 4), p);
@@ -68,7 +69,8 @@ static void unpack_q4_0(const void * w, size_t ws, int nr, int64_t nb, WeightTil
 
 static void unpack_q4_1(const void * w, size_t ws, int nr, int64_t nb, WeightTile * t) {
     for (int r = 0; r < kRows; r++) {
-        const block_q4_1 * row = reinterpret_cast<const block_q4_1 *>(static_cast<const char *>(w) + (r < nr ? r : nr - 1) * ws);
+        const block_q4_1 * row =
+            reinterpret_cast<const block_q4_1 *>(static_cast<const char *>(w) + (r < nr ? r : nr - 1) * ws);
         for (int64_t b = 0; b < nb; b++) {
             const __m128i p = _mm_loadu_si128(reinterpret_cast<const __m128i *>(row[b].qs));
             const __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(p, 4), p), _mm256_set1_epi8(0x0f));
@@ -82,7 +84,8 @@ static void unpack_q4_1(const void * w, size_t ws, int nr, int64_t nb, WeightTil
 
 static void unpack_q8_0(const void * w, size_t ws, int nr, int64_t nb, WeightTile * t) {
     for (int r = 0; r < kRows; r++) {
-        const block_q8_0 * row = reinterpret_cast<const block_q8_0 *>(static_cast<const char *>(w) + (r < nr ? r : nr - 1) * ws);
+        const block_q8_0 * row =
+            reinterpret_cast<const block_q8_0 *>(static_cast<const char *>(w) + (r < nr ? r : nr - 1) * ws);
         for (int64_t b = 0; b < nb; b++) {
             const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(row[b].qs));
             _mm256_storeu_si256(reinterpret_cast<__m256i *>(t->q[r][b]), q);
@@ -138,7 +141,8 @@ static void gemm8(UnpackFn unpack, bool with_m, int64_t n, const void * w, size_
         const int rows = nr - r0 < kRows ? static_cast<int>(nr - r0) : kRows;
         unpack(static_cast<const char *>(w) + r0 * ws, ws, rows, nb, &tile);
         for (int64_t c0 = 0; c0 < nc; c0 += 8) {
-            const PackedBlock * xg = reinterpret_cast<const PackedBlock *>(static_cast<const char *>(x) + (c0 / 8) * xs);
+            const PackedBlock * xg =
+                reinterpret_cast<const PackedBlock *>(static_cast<const char *>(x) + (c0 / 8) * xs);
             tile_8x8(&tile, rows, nb, xg, with_m, out + c0 * ldo + r0, ldo);
         }
     }
