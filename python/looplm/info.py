@@ -38,7 +38,7 @@ def runnable_verdict(path: str, info: dict) -> str | None:
         for t, names in bad:
             shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
             parts.append(f"{t} ({len(names)} tensor{'s' if len(names) > 1 else ''}: {shown})")
-        return "no: tensor types looplm cannot run: " + "; ".join(parts) + " (it runs F32, F16, BF16, Q8_0, Q4_0, Q4_1)"
+        return "no: tensor types looplm cannot run: " + "; ".join(parts) + " (docs/gguf-format.md lists those it runs)"
     try:  # everything else the loader checks: architecture, keys, shapes, tokenizer
         _core.Model(path, 8, 1, 0, "f16", "", 1)
     except _core.GGUFError as e:

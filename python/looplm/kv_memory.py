@@ -47,7 +47,10 @@ def available_bytes() -> int | None:
 
 
 def max_context(available: int, weights: int, per_token: int) -> int:
-    """Positions that fit in `available` bytes next to `weights` bytes of model (>= 0)."""
+    """Positions that fit in `available` bytes next to `weights` bytes of model (>= 0; 0 for a
+    file whose KV would take no bytes, e.g. zero layers, which the loader refuses anyway)."""
+    if per_token <= 0:
+        return 0
     return max(0, (available - weights) // per_token)
 
 
