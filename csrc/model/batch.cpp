@@ -2,14 +2,15 @@
 //
 //   h = embed(tokens of every item)
 //   for step in 0 .. max loops of the items - 1:
-//       for layer: h = block(h)        # attention per item over its own sequence's KV slot
+//       for layer: h = layer(h)        # model/layer.h; attention per item over its sequence's cache
 //       h = rmsnorm(h, output_norm)
 //       per row: the exit check of its item's policy; rows whose item ran out of loops, or
 //       that exited in skip mode, leave the batch (the later loops never compute them)
 //   logits = lm_head(h at the exit step) of each item's last token
 //
-// The arithmetic of one row is the single-sequence context's: the same ops and kernels, rows of
-// other sequences only share the weight reads.
+// The arithmetic of one row is the single-sequence context's: the same layer routine, the same
+// cache rules (model/seq_kv.h: kv_share, the KV types, the fill), rows of other sequences only
+// share the weight reads.
 #include "model/batch.h"
 
 #include <algorithm>
@@ -17,8 +18,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "model/limits.h"
 #include "quant/quantize.h"
-#include "quant/traits.h"
 
 namespace looplm {
 
@@ -39,14 +40,16 @@ BatchContext::BatchContext(const Model & model, const ContextParams & p, int n_s
       pool_(p.n_threads > 0 ? p.n_threads : physical_cores()),
       ops_(k_, pool_),
       attn_(k_, pool_),
-      max_loops_(p.n_loops > 0 ? p.n_loops : cfg_.n_loops),
-      n_ctx_(p.n_ctx) {
-    if (p.n_ctx < 1) throw std::invalid_argument("n_ctx must be >= 1");
-    if (max_loops_ > 64) throw std::invalid_argument("loops must be in 1..64");
+      layer_(cfg_, ops_, attn_),
+      max_loops_(p.n_loops > 0 ? p.n_loops : cfg_.n_loops) {
+    if (p.n_ctx < 0) throw std::invalid_argument("n_ctx must be >= 0 (0: the trained context)");
+    if (max_loops_ > limits::kLoops)
+        throw std::invalid_argument("loops must be in 1.." + std::to_string(limits::kLoops));
     if (n_seq < 1 || n_seq > 4096) throw std::invalid_argument("n_seq must be in 1..4096");
-    const int64_t kv_dim = static_cast<int64_t>(cfg_.n_head_kv) * cfg_.head_dim;
+    const SeqKVParams kv = seq_kv_params(cfg_, p, max_loops_);
+    n_ctx_ = kv.n_ctx;
     seqs_.resize(static_cast<size_t>(n_seq));
-    for (Seq & s : seqs_) s.kv.reset(new KVCache(max_loops_ * cfg_.n_layer, kv_dim, p.n_ctx, p.kv_type));
+    for (Seq & s : seqs_) s.kv.reset(new SeqKV(kv));
 }
 
 RunOptions BatchContext::resolve(const RunRequest & r) const {
@@ -67,10 +70,10 @@ void BatchContext::reset(int seq) {
     s.kv->clear();
 }
 
-void BatchContext::step(const BatchItem * items, int n_items, float * logits, int * exit_steps) {
+void BatchContext::check(const BatchItem * items, int n_items) {
     if (n_items < 1) throw std::invalid_argument("a step needs at least one item");
-    std::vector<char> seen(seqs_.size(), 0);
-    int64_t n = 0;
+    std::vector<char> & seen = seen_;
+    seen.assign(seqs_.size(), 0);
     for (int i = 0; i < n_items; i++) {
         const BatchItem & it = items[i];
         if (it.seq < 0 || it.seq >= n_seq()) throw std::invalid_argument("no sequence " + std::to_string(it.seq));
@@ -92,11 +95,16 @@ void BatchContext::step(const BatchItem * items, int n_items, float * logits, in
                                     std::to_string(s.n_past) + " tokens + " + std::to_string(it.n) + " new > n_ctx " +
                                     std::to_string(n_ctx_));
         }
-        n += it.n;
     }
+}
+
+void BatchContext::step(const BatchItem * items, int n_items, float * logits, int * exit_steps) {
+    check(items, n_items);
+    int64_t n = 0;
     for (int i = 0; i < n_items; i++) {
         Seq & s = seqs_[static_cast<size_t>(items[i].seq)];
         s.kv->ensure(s.n_past + items[i].n);
+        n += items[i].n;
     }
     items_ = items;
 
@@ -108,6 +116,7 @@ void BatchContext::step(const BatchItem * items, int n_items, float * logits, in
     int64_t * out_row = grow(out_row_, n);
     float * rope = grow(rope_, n * hd);
     int32_t * iota = grow(iota_, n);
+    int64_t * row_id = grow(row_id_, n);
     int64_t r = 0;
     for (int i = 0; i < n_items; i++) {
         const BatchItem & it = items[i];
@@ -120,31 +129,33 @@ void BatchContext::step(const BatchItem * items, int n_items, float * logits, in
             Ops::rope_table(p0 + t, 1, cfg_.head_dim, cfg_.rope_theta, rope + r * hd);
         }
     }
-    for (int64_t j = 0; j < n; j++) iota[j] = static_cast<int32_t>(j);
+    for (int64_t j = 0; j < n; j++) {
+        iota[j] = static_cast<int32_t>(j);
+        row_id[j] = j;
+    }
     float * out_h = grow(out_h_, static_cast<int64_t>(n_items) * E);
-    std::vector<ExitState> exits(static_cast<size_t>(n));
-    std::vector<int64_t> row_id(static_cast<size_t>(n));  // original row of each active row
-    for (int64_t j = 0; j < n; j++) row_id[static_cast<size_t>(j)] = j;
+    exits_.assign(static_cast<size_t>(n), ExitState{});
     int max_run = 0;
     for (int i = 0; i < n_items; i++) max_run = std::max(max_run, items[i].opts.loops);
+    const RopeRows rope_rows{iota, rope, 0};  // row r: its own angles
 
     const int nl = cfg_.n_layer;
     int64_t na = n;
     for (int s = 0; s < max_run && na > 0; s++) {
         regroup(na);
-        for (int l = 0; l < nl; l++) layer(model_.layers[static_cast<size_t>(l)], s * nl + l, na);
+        for (int l = 0; l < nl; l++) {
+            layer_.run(model_.layers[static_cast<size_t>(l)], s, l, h, na, pos, rope_rows, spans_.data(),
+                       static_cast<int>(spans_.size()));
+        }
         ops_.rmsnorm(h, model_.output_norm.data(), h, na, E, cfg_.rms_eps);
 
         int64_t keep = 0;
         for (int64_t j = 0; j < na; j++) {
             const BatchItem & it = items[item[j]];
-            KVCache & kv = *seqs_[static_cast<size_t>(it.seq)].kv;
+            SeqKV & kv = *seqs_[static_cast<size_t>(it.seq)].kv;
             const ExitPolicy & policy = it.opts.exit;
-            double gate = cfg_.gate_b;
-            if (cfg_.has_gate) {
-                for (int64_t e = 0; e < E; e++) gate += static_cast<double>(cfg_.gate_w[e]) * h[j * E + e];
-            }
-            ExitState & st = exits[static_cast<size_t>(row_id[static_cast<size_t>(j)])];
+            const double gate = gate_logit(cfg_, h + j * E);
+            ExitState & st = exits_[static_cast<size_t>(row_id[j])];
             bool leave = false;
             if (exit_update(st, s, it.opts.loops, cfg_.has_gate, gate, policy)) {
                 if (out_row[j] >= 0) {
@@ -152,12 +163,12 @@ void BatchContext::step(const BatchItem * items, int n_items, float * logits, in
                     exit_steps[out_row[j]] = s;
                 }
                 if (policy.mode == ExitMode::Skip) {
-                    fill_skipped(kv, policy, s, pos[j]);
+                    kv.finish_position(policy, s, pos[j]);
                     leave = true;
                 }
             }
             if (!leave && s == it.opts.loops - 1) {  // ran every loop of its item
-                fill_skipped(kv, policy, s, pos[j]);
+                kv.finish_position(policy, s, pos[j]);
                 leave = true;
             }
             if (leave) continue;
@@ -167,92 +178,32 @@ void BatchContext::step(const BatchItem * items, int n_items, float * logits, in
                 pos[keep] = pos[j];
                 item[keep] = item[j];
                 out_row[keep] = out_row[j];
-                row_id[static_cast<size_t>(keep)] = row_id[static_cast<size_t>(j)];
+                row_id[keep] = row_id[j];
             }
             keep++;
         }
         na = keep;
     }
-    for (int i = 0; i < n_items; i++) seqs_[static_cast<size_t>(items[i].seq)].n_past += items[i].n;
+    for (int i = 0; i < n_items; i++) {
+        Seq & s = seqs_[static_cast<size_t>(items[i].seq)];
+        s.n_past += items[i].n;
+        if (items[i].end_chunk) s.kv->end_chunk(s.n_past);
+    }
     items_ = nullptr;
 
-    ops_.prepare(model_.output.type, out_h, n_items, E, act_);
-    ops_.matmul(model_.output, act_, logits);
+    const Tensor * head[1] = {&model_.output};
+    layer_.project(out_h, n_items, head, &logits, 1);
 }
 
 void BatchContext::regroup(int64_t n) {
-    groups_.clear();
+    spans_.clear();
     const int * item = item_.data();
     for (int64_t j = 0; j < n; j++) {
-        if (groups_.empty() || groups_.back().item != item[j])
-            groups_.push_back({item[j], j, j + 1});
-        else
-            groups_.back().end = j + 1;
-    }
-}
-
-void BatchContext::layer(const LayerWeights & w, int slot, int64_t n) {
-    const int64_t E = cfg_.n_embd, F = cfg_.n_ff;
-    const int64_t qd = static_cast<int64_t>(cfg_.n_head) * cfg_.head_dim;
-    const int64_t kvd = static_cast<int64_t>(cfg_.n_head_kv) * cfg_.head_dim;
-    float * h = h_.data();
-    float * xb = grow(xb_, n * E);
-    float * q = grow(q_, n * qd);
-    float * k = grow(k_buf_, n * kvd);
-    float * v = grow(v_, n * kvd);
-    float * att = grow(att_, n * qd);
-    float * o = grow(o_, n * E);
-    float * g = grow(g_, n * F);
-    float * u = grow(u_, n * F);
-    const int32_t * pos = pos_.data();
-
-    // attention: h += post_attention_norm(wo . attn(rope(wq x), rope(wk x), wv x)), x = attn_norm(h)
-    ops_.rmsnorm(h, w.attn_norm.data(), xb, n, E, cfg_.rms_eps);
-    const Tensor * qkv[3] = {&w.wq, &w.wk, &w.wv};
-    float * qkv_out[3] = {q, k, v};
-    project(xb, n, qkv, qkv_out, 3);
-    ops_.rope(q, iota_.data(), n, cfg_.n_head, cfg_.head_dim, rope_.data(), 0);  // row r: its own angles
-    ops_.rope(k, iota_.data(), n, cfg_.n_head_kv, cfg_.head_dim, rope_.data(), 0);
-    for (const Group & gr : groups_) {  // each sequence over its own cache
-        KVCache & kv = *seqs_[static_cast<size_t>(items_[gr.item].seq)].kv;
-        const int64_t b = gr.begin, m = gr.end - gr.begin;
-        attn_.store_kv(kv, slot, k + b * kvd, v + b * kvd, pos + b, m);
-        attn_.attend(q + b * qd, kv, slot, pos + b, m, cfg_.n_head, cfg_.n_head_kv, cfg_.head_dim, att + b * qd);
-    }
-    const Tensor * wo[1] = {&w.wo};
-    project(att, n, wo, &o, 1);
-    if (cfg_.post_norms) ops_.rmsnorm(o, w.post_attention_norm.data(), o, n, E, cfg_.rms_eps);
-    ops_.add(h, o, n, E);
-
-    // MLP: h += post_ffw_norm(down(silu(gate x) * up x)), x = ffn_norm(h)
-    ops_.rmsnorm(h, w.ffn_norm.data(), xb, n, E, cfg_.rms_eps);
-    const Tensor * gu[2] = {&w.ffn_gate, &w.ffn_up};
-    float * gu_out[2] = {g, u};
-    project(xb, n, gu, gu_out, 2);
-    ops_.swiglu(g, u, n, F);
-    const Tensor * down[1] = {&w.ffn_down};
-    project(g, n, down, &o, 1);
-    if (cfg_.post_norms) ops_.rmsnorm(o, w.post_ffw_norm.data(), o, n, E, cfg_.rms_eps);
-    ops_.add(h, o, n, E);
-}
-
-void BatchContext::project(const float * x, int64_t n, const Tensor * const * ws, float * const * outs, int count) {
-    int start = 0;
-    while (start < count) {  // matrices taking the same activation type share one quantization of x
-        int end = start + 1;
-        const ActFormat act = traits(ws[start]->type).act;
-        while (end < count && traits(ws[end]->type).act == act) end++;
-        ops_.prepare(ws[start]->type, x, n, ws[start]->ne0, act_);
-        ops_.matmul_many(ws + start, outs + start, end - start, act_);
-        start = end;
-    }
-}
-
-void BatchContext::fill_skipped(KVCache & kv, const ExitPolicy & p, int last_loop, int64_t pos) {
-    const int nl = cfg_.n_layer;
-    const int src_loop = p.fill == KVFill::ExitLoop ? last_loop : 0;
-    for (int s = last_loop + 1; s < max_loops_; s++) {
-        for (int l = 0; l < nl; l++) kv.copy_position(src_loop * nl + l, s * nl + l, pos);
+        if (j == 0 || item[j - 1] != item[j]) {
+            spans_.push_back({seqs_[static_cast<size_t>(items_[item[j]].seq)].kv.get(), j, j + 1});
+        } else {
+            spans_.back().end = j + 1;
+        }
     }
 }
 

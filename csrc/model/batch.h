@@ -16,12 +16,16 @@
 
 namespace looplm {
 
-// One sequence's part of a step: tokens[0, n) appended at its next positions.
+// One sequence's part of a step: tokens[0, n) appended at its next positions. The tokens
+// continue the sequence's current chunk (docs/kv-cache.md; it matters with kv_share "last"):
+// end_chunk false keeps the chunk open for the sequence's next item, so a prompt fed in
+// parts over several steps is one chunk, as Context::prefill makes it.
 struct BatchItem {
     int seq = 0;
     const int32_t * tokens = nullptr;
     int64_t n = 0;
     RunOptions opts;
+    bool end_chunk = true;
 };
 
 class BatchContext {
@@ -37,29 +41,22 @@ class BatchContext {
     void step(const BatchItem * items, int n_items, float * logits, int * exit_steps);
     // Empties one sequence (its KV pages are freed).
     void reset(int seq);
+    // The sequence's cache (its history, and in the shared mode its chunk).
+    const SeqKV & kv(int seq) const { return *seqs_.at(static_cast<size_t>(seq)).kv; }
 
     int n_seq() const { return static_cast<int>(seqs_.size()); }
     int64_t n_past(int seq) const { return seqs_.at(static_cast<size_t>(seq)).n_past; }
     int64_t n_ctx() const { return n_ctx_; }
     int max_loops() const { return max_loops_; }
     int n_threads() const { return pool_.size(); }
-    const KVCache & kv(int seq) const { return *seqs_.at(static_cast<size_t>(seq)).kv; }
 
   private:
     struct Seq {
-        std::unique_ptr<KVCache> kv;
+        std::unique_ptr<SeqKV> kv;
         int64_t n_past = 0;
     };
-    // The rows of one item, contiguous in the batch (compaction keeps their order).
-    struct Group {
-        int item;
-        int64_t begin, end;
-    };
-
-    void layer(const LayerWeights & w, int slot, int64_t n);
-    void project(const float * x, int64_t n, const Tensor * const * ws, float * const * outs, int count);
-    void fill_skipped(KVCache & kv, const ExitPolicy & p, int last_loop, int64_t pos);
-    void regroup(int64_t n);
+    void check(const BatchItem * items, int n_items);  // throws before any work on a bad item
+    void regroup(int64_t n);  // spans_ of the n active rows (an item's rows stay contiguous)
 
     const Model & model_;
     const Config & cfg_;
@@ -67,6 +64,7 @@ class BatchContext {
     ThreadPool pool_;
     Ops ops_;
     Attention attn_;
+    Layer layer_;
     int max_loops_;
     int64_t n_ctx_;
     std::vector<Seq> seqs_;
@@ -77,9 +75,11 @@ class BatchContext {
     std::vector<int32_t> pos_, iota_;
     std::vector<int> item_;
     std::vector<int64_t> out_row_;  // the logits row of an item's last token, else -1
-    std::vector<Group> groups_;
-    std::vector<float> xb_, q_, k_buf_, v_, att_, o_, g_, u_, out_h_;
-    Activations act_;
+    std::vector<int64_t> row_id_;  // the step's row index of each active row
+    std::vector<ExitState> exits_;
+    std::vector<char> seen_;
+    std::vector<RowSpan> spans_;
+    std::vector<float> out_h_;
 };
 
 }  // namespace looplm

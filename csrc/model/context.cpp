@@ -32,6 +32,36 @@ T * grow(std::vector<T> & v, int64_t n) {
 
 }  // namespace
 
+SeqKVParams seq_kv_params(const Config & cfg, const ContextParams & p, int max_loops) {
+    SeqKVParams s;
+    s.n_layer = cfg.n_layer;
+    s.max_loops = max_loops;
+    s.kv_dim = static_cast<int64_t>(cfg.n_head_kv) * cfg.head_dim;
+    s.n_ctx = p.n_ctx > 0 ? p.n_ctx : cfg.n_ctx_train;
+    s.type_k = p.type_k.value_or(p.kv_type);
+    s.type_v = p.type_v.value_or(p.kv_type);
+    s.share = p.kv_share;
+    for (DType t : {s.type_k, s.type_v}) {
+        if ((t == DType::Q8_0 || t == DType::Q4_0) && cfg.head_dim % 32 != 0) {
+            throw std::invalid_argument(
+                std::string(t == s.type_k ? "type_k" : "type_v") + "=" + (t == DType::Q8_0 ? "q8_0" : "q4_0") +
+                " needs a head size that is a multiple of 32 (this model's is " + std::to_string(cfg.head_dim) + ")");
+        }
+    }
+    return s;
+}
+
+namespace {
+
+int checked_loops(const Config & cfg, const ContextParams & p) {
+    const int loops = p.n_loops > 0 ? p.n_loops : cfg.n_loops;
+    if (p.n_ctx < 0) throw std::invalid_argument("n_ctx must be >= 0 (0: the trained context)");
+    if (loops > limits::kLoops) throw std::invalid_argument("loops must be in 1.." + std::to_string(limits::kLoops));
+    return loops;
+}
+
+}  // namespace
+
 Context::Context(const Model & model, const ContextParams & p)
     : model_(model),
       cfg_(model.config()),
@@ -39,36 +69,12 @@ Context::Context(const Model & model, const ContextParams & p)
       pool_(p.n_threads > 0 ? p.n_threads : physical_cores()),
       ops_(k_, pool_),
       attn_(k_, pool_),
-      max_loops_(p.n_loops > 0 ? p.n_loops : cfg_.n_loops),
+      layer_(cfg_, ops_, attn_),
+      max_loops_(checked_loops(cfg_, p)),
       n_batch_(p.n_batch),
-      share_(p.kv_share),
-      kv_((share_ == KVShare::Last ? 1 : max_loops_) * cfg_.n_layer,
-          static_cast<int64_t>(cfg_.n_head_kv) * cfg_.head_dim, p.n_ctx > 0 ? p.n_ctx : cfg_.n_ctx_train,
-          p.type_k.value_or(p.kv_type), p.type_v.value_or(p.kv_type)) {
-    if (p.n_ctx < 0) throw std::invalid_argument("n_ctx must be >= 0 (0: the trained context)");
-    if (max_loops_ > limits::kLoops)
-        throw std::invalid_argument("loops must be in 1.." + std::to_string(limits::kLoops));
+      kv_(seq_kv_params(cfg_, p, max_loops_)) {
     if (n_batch_ < 1) throw std::invalid_argument("n_batch must be >= 1");
-    for (DType t : {kv_.type_k(), kv_.type_v()}) {
-        if ((t == DType::Q8_0 || t == DType::Q4_0) && cfg_.head_dim % 32 != 0) {
-            throw std::invalid_argument(
-                std::string(t == kv_.type_k() ? "type_k" : "type_v") + "=" + (t == DType::Q8_0 ? "q8_0" : "q4_0") +
-                " needs a head size that is a multiple of 32 (this model's is " + std::to_string(cfg_.head_dim) + ")");
-        }
-    }
-    if (share_ == KVShare::Last) {
-        // Pages of 8 positions: a decoded token's chunk keeps one page between tokens.
-        chunk_.reset(new KVCache(max_loops_ * cfg_.n_layer, kv_.kv_dim(), kv_.n_ctx(), kv_.type_k(), kv_.type_v(), 8));
-    }
 }
-
-KVShare parse_kv_share(const std::string & s) {
-    if (s == "none") return KVShare::None;
-    if (s == "last") return KVShare::Last;
-    throw std::invalid_argument("kv_share must be one of ('none', 'last'), got '" + s + "'");
-}
-
-const char * kv_share_name(KVShare s) { return s == KVShare::Last ? "last" : "none"; }
 
 RunRequest RunRequest::merged(const RunRequest & over) const {
     RunRequest r;
@@ -96,8 +102,6 @@ void Context::reset() {
     tokens_.clear();
     runs_.clear();
     kv_.clear();
-    if (chunk_) chunk_->clear();
-    chunk_start_ = 0;
 }
 
 void Context::truncate(int64_t n) {
@@ -106,7 +110,7 @@ void Context::truncate(int64_t n) {
                                     std::to_string(n_past_) + " tokens");
     }
     n_past_ = n;
-    if (chunk_start_ > n) chunk_start_ = n;
+    kv_.truncate(n);
     exit_steps_.resize(static_cast<size_t>(n));
     tokens_.resize(static_cast<size_t>(n));
     while (!runs_.empty() && (runs_.size() > 1 ? runs_[runs_.size() - 2].end : 0) >= n) runs_.pop_back();
@@ -123,11 +127,7 @@ void Context::eval(const int32_t * tokens, int64_t n, const RunOptions & opts, b
     end_chunk();
 }
 
-void Context::end_chunk() {
-    if (!chunk_) return;
-    chunk_start_ = n_past_;  // the chunk's kept K/V is in the history already (finish_position)
-    chunk_->shrink(1);
-}
+void Context::end_chunk() { kv_.end_chunk(n_past_); }
 
 // One part of the current chunk: positions n_past().. of it; the chunk goes on until end_chunk.
 void Context::eval_part(const int32_t * tokens, int64_t n, const RunOptions & opts, bool all_logits, float * logits) {
@@ -148,7 +148,6 @@ void Context::eval_part(const int32_t * tokens, int64_t n, const RunOptions & op
     const int64_t n0 = n_past_;
     try {
         kv_.ensure(n_past_ + n);
-        if (chunk_) chunk_->ensure(n_past_ + n - chunk_start_);
         fault::point("eval.kv");
         for (int64_t done = 0; done < n; done += n_batch_) {
             const int64_t m = std::min(n_batch_, n - done);
@@ -215,25 +214,24 @@ void Context::forward(const int32_t * tokens, int64_t n, const RunOptions & opts
     fault::point("forward.commit");  // the context's lists already hold this batch
     const int n_loops = opts.loops;
     const ExitPolicy & policy = opts.exit;
+    const RopeRows rope{pos, rope_.data(), n_past_};
 
     int64_t na = n;  // active rows: h, pos and idx are compacted to them
     for (int s = 0; s < n_loops && na > 0; s++) {
-        for (int l = 0; l < nl; l++) block(model_.layers[static_cast<size_t>(l)], s, l, na);
+        const RowSpan span{&kv_, 0, na};
+        for (int l = 0; l < nl; l++) layer_.run(model_.layers[static_cast<size_t>(l)], s, l, h, na, pos, rope, &span, 1);
         ops_.rmsnorm(h, model_.output_norm.data(), h, na, E, cfg_.rms_eps);
 
         int64_t keep = 0;
         for (int64_t r = 0; r < na; r++) {
-            double gate = cfg_.gate_b;
-            if (cfg_.has_gate) {
-                for (int64_t j = 0; j < E; j++) gate += static_cast<double>(cfg_.gate_w[j]) * h[r * E + j];
-            }
+            const double gate = gate_logit(cfg_, h + r * E);
             const int64_t i = idx[r];
             if (exit_update(exits[static_cast<size_t>(i)], s, n_loops, cfg_.has_gate, gate, policy)) {
                 exit_steps_[static_cast<size_t>(pos[r])] = static_cast<int8_t>(s);
                 const int64_t out_row = all_logits ? i : (i == n - 1 ? 0 : -1);
                 if (n_out > 0 && out_row >= 0) std::memcpy(out_h + out_row * E, h + r * E, E * sizeof(float));
                 if (policy.mode == ExitMode::Skip) {
-                    finish_position(policy, s, pos[r]);
+                    kv_.finish_position(policy, s, pos[r]);
                     continue;  // drop the row: it runs no further loops
                 }
             }
@@ -248,99 +246,15 @@ void Context::forward(const int32_t * tokens, int64_t n, const RunOptions & opts
     }
     // Rows that ran every active loop: when fewer loops run than the cache has slots for,
     // the remaining slots follow the fill policy too.
-    for (int64_t r = 0; r < na; r++) finish_position(policy, n_loops - 1, pos[r]);
+    for (int64_t r = 0; r < na; r++) kv_.finish_position(policy, n_loops - 1, pos[r]);
     n_past_ += n;
     runs_.back().end = n_past_;
     fault::point("forward.logits");  // the batch is in the context, its logits not yet computed
 
     if (n_out > 0) {  // logits = lm_head(h at each token's exit step)
-        ops_.prepare(model_.output.type, out_h, n_out, E, act_);
-        ops_.matmul(model_.output, act_, logits);
+        const Tensor * head[1] = {&model_.output};
+        layer_.project(out_h, n_out, head, &logits, 1);
     }
-}
-
-void Context::block(const LayerWeights & w, int loop, int layer, int64_t n) {
-    const int64_t E = cfg_.n_embd, F = cfg_.n_ff;
-    const int64_t qd = static_cast<int64_t>(cfg_.n_head) * cfg_.head_dim;
-    float * h = h_.data();
-    float * xb = grow(xb_, n * E);
-    float * q = grow(q_, n * qd);
-    float * k = grow(k_buf_, n * kv_.kv_dim());
-    float * v = grow(v_, n * kv_.kv_dim());
-    float * att = grow(att_, n * qd);
-    float * o = grow(o_, n * E);
-    float * g = grow(g_, n * F);
-    float * u = grow(u_, n * F);
-    const int32_t * pos = pos_.data();
-    fault::point("forward.block");
-
-    // attention: h += post_attention_norm(wo . attn(rope(wq x), rope(wk x), wv x)), x = attn_norm(h)
-    ops_.rmsnorm(h, w.attn_norm.data(), xb, n, E, cfg_.rms_eps);
-    const Tensor * qkv[3] = {&w.wq, &w.wk, &w.wv};
-    float * qkv_out[3] = {q, k, v};
-    project(xb, n, qkv, qkv_out, 3);
-    ops_.rope(q, pos, n, cfg_.n_head, cfg_.head_dim, rope_.data(), n_past_);
-    ops_.rope(k, pos, n, cfg_.n_head_kv, cfg_.head_dim, rope_.data(), n_past_);
-    // kv_share none: slot (loop, layer) of every position; last: the history's layer slot,
-    // then the chunk's (loop, layer) slot (docs/kv-cache.md).
-    KVView view;
-    view.kv = &loop_kv();
-    view.slot = loop * cfg_.n_layer + layer;
-    view.base = loop_base();
-    if (chunk_) {
-        view.hist = &kv_;
-        view.hist_slot = layer;
-        view.hist_len = chunk_start_;
-    }
-    attn_.store_kv(loop_kv(), view.slot, k, v, pos, n, view.base);
-    attn_.attend(q, view, pos, n, cfg_.n_head, cfg_.n_head_kv, cfg_.head_dim, att);
-    const Tensor * wo[1] = {&w.wo};
-    project(att, n, wo, &o, 1);
-    if (cfg_.post_norms) ops_.rmsnorm(o, w.post_attention_norm.data(), o, n, E, cfg_.rms_eps);
-    ops_.add(h, o, n, E);
-
-    // MLP: h += post_ffw_norm(down(silu(gate x) * up x)), x = ffn_norm(h)
-    ops_.rmsnorm(h, w.ffn_norm.data(), xb, n, E, cfg_.rms_eps);
-    const Tensor * gu[2] = {&w.ffn_gate, &w.ffn_up};
-    float * gu_out[2] = {g, u};
-    project(xb, n, gu, gu_out, 2);
-    ops_.swiglu(g, u, n, F);
-    const Tensor * down[1] = {&w.ffn_down};
-    project(g, n, down, &o, 1);
-    if (cfg_.post_norms) ops_.rmsnorm(o, w.post_ffw_norm.data(), o, n, E, cfg_.rms_eps);
-    ops_.add(h, o, n, E);
-}
-
-void Context::project(const float * x, int64_t n, const Tensor * const * ws, float * const * outs, int count) {
-    // Matrices whose kernels take the same activation type share one quantization of x.
-    int start = 0;
-    while (start < count) {
-        int end = start + 1;
-        const ActFormat act = traits(ws[start]->type).act;
-        while (end < count && traits(ws[end]->type).act == act) end++;
-        ops_.prepare(ws[start]->type, x, n, ws[start]->ne0, act_);
-        ops_.matmul_many(ws + start, outs + start, end - start, act_);
-        start = end;
-    }
-}
-
-void Context::fill_skipped(const ExitPolicy & p, int last_loop, int64_t pos) {
-    const int nl = cfg_.n_layer;
-    const int src_loop = p.fill == KVFill::ExitLoop ? last_loop : 0;
-    KVCache & c = loop_kv();
-    const int64_t i = pos - loop_base();
-    for (int s = last_loop + 1; s < max_loops_; s++) {
-        for (int l = 0; l < nl; l++) c.copy_position(src_loop * nl + l, s * nl + l, i);
-    }
-}
-
-// A position whose last loop ran: the loops after it follow the fill policy, and in the shared
-// mode the history keeps what its last loop slot then holds.
-void Context::finish_position(const ExitPolicy & p, int last_loop, int64_t pos) {
-    fill_skipped(p, last_loop, pos);
-    if (!chunk_) return;
-    const int nl = cfg_.n_layer;
-    for (int l = 0; l < nl; l++) kv_.copy_from(*chunk_, (max_loops_ - 1) * nl + l, pos - chunk_start_, l, pos);
 }
 
 }  // namespace looplm

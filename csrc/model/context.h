@@ -13,17 +13,13 @@
 #include "model/attention.h"
 #include "model/exit.h"
 #include "model/kv_cache.h"
+#include "model/layer.h"
 #include "model/model.h"
+#include "model/seq_kv.h"
 #include "ops/ops.h"
 #include "runtime/threads.h"
 
 namespace looplm {
-
-// How the KV cache is kept (docs/kv-cache.md): one slot per (loop, layer) for every position
-// (upstream's), or one per layer once a position's chunk is done ("last").
-enum class KVShare { None, Last };
-KVShare parse_kv_share(const std::string & s);  // "none" / "last"; std::invalid_argument naming kv_share
-const char * kv_share_name(KVShare s);
 
 // Settings fixed for the life of a context.
 struct ContextParams {
@@ -36,6 +32,10 @@ struct ContextParams {
     KVShare kv_share = KVShare::None;
     const Kernels * kernels = nullptr;  // nullptr: active_kernels()
 };
+
+// The cache of one sequence under params (n_ctx 0: the trained context); throws
+// std::invalid_argument naming type_k / type_v when a quantized type does not fit the heads.
+SeqKVParams seq_kv_params(const Config & cfg, const ContextParams & params, int max_loops);
 
 // What one evaluation runs with: the loops per token and the exit policy. Made by
 // resolve_run (valid by construction); a context remembers what its positions were computed
@@ -92,14 +92,14 @@ class Context {
     const Kernels & kernels() const { return k_; }
     // The cache of every position (kv_share none), or the shared history of one slot per
     // layer (last); chunk_kv() is the per-loop cache of the chunk being evaluated (last only).
-    const KVCache & kv() const { return kv_; }
-    const KVCache * chunk_kv() const { return chunk_.get(); }
-    KVShare kv_share() const { return share_; }
+    const KVCache & kv() const { return kv_.history(); }
+    const KVCache * chunk_kv() const { return kv_.chunk(); }
+    KVShare kv_share() const { return kv_.share(); }
     // Bytes the KV cache holds now (history and chunk).
-    size_t kv_bytes() const { return kv_.allocated_bytes() + (chunk_ ? chunk_->allocated_bytes() : 0); }
+    size_t kv_bytes() const { return kv_.bytes(); }
     // Bytes one more position costs once its chunk is done, and while it is in a chunk.
-    size_t kv_bytes_per_position() const { return kv_.bytes_per_position(); }
-    size_t kv_chunk_bytes_per_position() const { return chunk_ ? chunk_->bytes_per_position() : 0; }
+    size_t kv_bytes_per_position() const { return kv_.history().bytes_per_position(); }
+    size_t kv_chunk_bytes_per_position() const { return kv_.chunk() ? kv_.chunk()->bytes_per_position() : 0; }
     // The 0-based exit loop of every token in the context.
     const std::vector<int8_t> & exit_steps() const { return exit_steps_; }
     // The token ids in the context, in order (n_past() of them).
@@ -115,12 +115,6 @@ class Context {
     void eval_part(const int32_t * tokens, int64_t n, const RunOptions & opts, bool all_logits, float * logits);
     void end_chunk();
     void forward(const int32_t * tokens, int64_t n, const RunOptions & opts, bool all_logits, float * logits);
-    void block(const LayerWeights & w, int loop, int layer, int64_t n);
-    KVCache & loop_kv() { return chunk_ ? *chunk_ : kv_; }           // the cache of (loop, layer) slots
-    int64_t loop_base() const { return chunk_ ? chunk_start_ : 0; }  // its index of position 0
-    void finish_position(const ExitPolicy & p, int last_loop, int64_t pos);
-    void project(const float * x, int64_t n, const Tensor * const * ws, float * const * outs, int count);
-    void fill_skipped(const ExitPolicy & p, int last_loop, int64_t pos);
 
     const Model & model_;
     const Config & cfg_;
@@ -128,22 +122,19 @@ class Context {
     ThreadPool pool_;
     Ops ops_;
     Attention attn_;
+    Layer layer_;
     int max_loops_;
     int64_t n_batch_;
-    KVShare share_;
-    KVCache kv_;
-    std::unique_ptr<KVCache> chunk_;  // kv_share last: the chunk's (loop, layer) slots
-    int64_t chunk_start_ = 0;         // kv_share last: the first position of the current chunk
+    SeqKV kv_;
     int64_t n_past_ = 0, reused_ = 0;
     std::vector<Run> runs_;  // what the positions [0, n_past) were computed with, in order
     std::vector<int8_t> exit_steps_;
     std::vector<int32_t> tokens_;
 
     // Buffers for one micro-batch of n active tokens (grown, never shrunk).
-    std::vector<float> h_, xb_, q_, k_buf_, v_, att_, o_, g_, u_, out_h_, rope_;
+    std::vector<float> h_, out_h_, rope_;
     std::vector<int32_t> pos_;
     std::vector<int64_t> idx_;  // batch index of each active row
-    Activations act_;
 };
 
 }  // namespace looplm

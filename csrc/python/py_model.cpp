@@ -31,15 +31,6 @@ RunRequest request(std::optional<int> loops, std::optional<double> threshold, co
     return r;
 }
 
-// "f32", "f16", "q8_0", "q4_0" -> the cache type; errors name the keyword (kv_type, type_k, type_v).
-DType kv_dtype(const std::string & s, const char * what) {
-    if (s == "f32") return DType::F32;
-    if (s == "f16") return DType::F16;
-    if (s == "q8_0") return DType::Q8_0;
-    if (s == "q4_0") return DType::Q4_0;
-    throw std::invalid_argument(std::string(what) + " must be one of 'f32', 'f16', 'q8_0', 'q4_0', not '" + s + "'");
-}
-
 const char * kv_dtype_name(DType t) {
     switch (t) {
         case DType::F32: return "f32";
@@ -48,13 +39,6 @@ const char * kv_dtype_name(DType t) {
         default: return "f16";
     }
 }
-
-// The cache settings of a load: kv_type for both, type_k / type_v over it, the sharing.
-struct KVSettings {
-    std::string kv_type = "f16";
-    std::optional<std::string> type_k, type_v;
-    std::string kv_share = "none";
-};
 
 // A loaded model with its context: what looplm.Model wraps.
 class PyModel {
@@ -67,10 +51,7 @@ class PyModel {
         p.n_threads = n_threads;
         p.n_loops = loops;
         p.n_batch = n_batch;
-        p.kv_type = kv_dtype(kv.kv_type, "kv_type");
-        if (kv.type_k) p.type_k = kv_dtype(*kv.type_k, "type_k");
-        if (kv.type_v) p.type_v = kv_dtype(*kv.type_v, "type_v");
-        p.kv_share = parse_kv_share(kv.kv_share);
+        kv.apply(p);
         if (!kernels.empty()) p.kernels = &kernel_set(kernels);
         ctx_.reset(new Context(model_, p));
         load_options_ = ctx_->resolve(defaults_);  // validates the load-time options
@@ -302,6 +283,26 @@ class PyModel {
 };
 
 }  // namespace
+
+namespace {
+
+// "f32", "f16", "q8_0", "q4_0" -> the cache type; errors name the keyword (kv_type, type_k, type_v).
+DType kv_dtype(const std::string & s, const char * what) {
+    if (s == "f32") return DType::F32;
+    if (s == "f16") return DType::F16;
+    if (s == "q8_0") return DType::Q8_0;
+    if (s == "q4_0") return DType::Q4_0;
+    throw std::invalid_argument(std::string(what) + " must be one of 'f32', 'f16', 'q8_0', 'q4_0', not '" + s + "'");
+}
+
+}  // namespace
+
+void KVSettings::apply(ContextParams & p) const {
+    p.kv_type = kv_dtype(kv_type, "kv_type");
+    if (type_k) p.type_k = kv_dtype(*type_k, "type_k");
+    if (type_v) p.type_v = kv_dtype(*type_v, "type_v");
+    p.kv_share = parse_kv_share(kv_share);
+}
 
 void bind_model(py::module_ & m) {
     // The options of one evaluation, resolved by Model.resolve (valid by construction).
