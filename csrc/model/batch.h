@@ -56,7 +56,7 @@ class BatchContext {
         int64_t n_past = 0;
     };
     void check(const BatchItem * items, int n_items);  // throws before any work on a bad item
-    void regroup(int64_t n);  // spans_ of the n active rows (an item's rows stay contiguous)
+    void regroup(int64_t n);                           // spans_ of the n active rows (an item's rows stay contiguous)
 
     const Model & model_;
     const Config & cfg_;
@@ -75,7 +75,7 @@ class BatchContext {
     std::vector<int32_t> pos_, iota_;
     std::vector<int> item_;
     std::vector<int64_t> out_row_;  // the logits row of an item's last token, else -1
-    std::vector<int64_t> row_id_;  // the step's row index of each active row
+    std::vector<int64_t> row_id_;   // the step's row index of each active row
     std::vector<ExitState> exits_;
     std::vector<char> seen_;
     std::vector<RowSpan> spans_;

@@ -219,7 +219,8 @@ void Context::forward(const int32_t * tokens, int64_t n, const RunOptions & opts
     int64_t na = n;  // active rows: h, pos and idx are compacted to them
     for (int s = 0; s < n_loops && na > 0; s++) {
         const RowSpan span{&kv_, 0, na};
-        for (int l = 0; l < nl; l++) layer_.run(model_.layers[static_cast<size_t>(l)], s, l, h, na, pos, rope, &span, 1);
+        for (int l = 0; l < nl; l++)
+            layer_.run(model_.layers[static_cast<size_t>(l)], s, l, h, na, pos, rope, &span, 1);
         ops_.rmsnorm(h, model_.output_norm.data(), h, na, E, cfg_.rms_eps);
 
         int64_t keep = 0;

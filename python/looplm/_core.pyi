@@ -100,19 +100,31 @@ class BatchModel:
         kernels: str,
         use_mmap: bool = True,
         use_mlock: bool = False,
+        type_k: str | None = None,
+        type_v: str | None = None,
+        kv_share: str = "none",
     ) -> None: ...
     def step(
-        self, seqs: list[int], tokens: list[list[int]], options: list[RunOptions]
+        self,
+        seqs: list[int],
+        tokens: list[list[int]],
+        options: list[RunOptions],
+        ends: list[bool] | None = None,
     ) -> tuple[npt.NDArray[np.float32], list[int]]:
-        """Runs each sequence's tokens in one batch; returns (logits [n, n_vocab], exit loops)."""
+        """Runs each sequence's tokens in one batch; returns (logits [n, n_vocab], exit loops).
+        ends[i] False keeps sequence i's chunk open for its next step (kv_share='last': a prompt
+        in parts is one chunk)."""
     def reset(self, seq: int, /) -> None: ...
     def n_past(self, seq: int, /) -> int: ...
+    def kv_bytes(self, seq: int, /) -> int: ...
     @property
     def n_seq(self) -> int: ...
     @property
     def n_ctx(self) -> int: ...
     @property
     def n_threads(self) -> int: ...
+    @property
+    def max_loops(self) -> int: ...
 
 class Sampler:
     def __init__(

@@ -137,7 +137,11 @@ class Scheduler:
 
     def _step(self, engine: Engine) -> None:
         slots = list(self._active)
-        work = [(s, self._active[s].next_chunk(self.n_batch), self._active[s].run) for s in slots]
+        work = []
+        for s in slots:
+            seq = self._active[s]
+            tokens = seq.next_chunk(self.n_batch)
+            work.append((s, tokens, seq.run, seq.chunk_ends(len(tokens))))
         try:
             results = engine.step(work)
         except Exception as e:  # noqa: BLE001 - ends this step's sequences, not the server
@@ -145,7 +149,7 @@ class Scheduler:
                 self._active.pop(s).fail(ApiError(500, f"the model failed: {e}", type="server_error", code="engine"))
             return
         exits = []
-        for (s, tokens, _), (logits, exit_step) in zip(work, results):
+        for (s, tokens, _, _), (logits, exit_step) in zip(work, results):
             seq = self._active[s]
             n_gen, had_first = seq.n_gen, seq.t_first is not None
             seq.evaluated(len(tokens), logits, exit_step)

@@ -85,6 +85,11 @@ class Sequence:
         assert self.pending is not None
         return [self.pending]
 
+    def chunk_ends(self, n: int) -> bool:
+        """Whether a next chunk of n tokens ends the evaluation chunk (docs/kv-cache.md): the
+        prompt's last part, or a decoded token; False for the prompt's earlier parts."""
+        return self.fed + n >= len(self.ids)
+
     def evaluated(self, n: int, logits: np.ndarray, exit_step: int) -> None:
         """The engine evaluated the chunk of n tokens; logits and exit loop of its last token."""
         self.n_past += n
