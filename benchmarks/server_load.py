@@ -9,8 +9,10 @@ stopped; one runs at a time.
 
 For B concurrent streams the client sends B streaming ``/v1/completions`` requests at once
 (a short prompt, ``-n`` tokens at temperature 0, ``ignore_eos`` for llama-server) and reports
-the aggregate decode rate: the tokens after each stream's first / (last token out - first
-first token out), and the mean time to the first token. "TTFT under load": B - 1 streams decode, then a request with a
+the aggregate decode rate while all B stream (the tokens arriving between the last stream's
+first token and the first stream's end, over that time; B <= slots), the throughput (every
+token over the time from the first request to the last token, prefill and queueing
+included) and the mean time to the first token. "TTFT under load": B - 1 streams decode, then a request with a
 ``--ttft-prompt``-token prompt arrives; the time to its first token. Everything is bounded: a
 timeout on every request and on every server start, at most 16 streams.
 
@@ -32,7 +34,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from looplm.bench import synthetic_path
@@ -147,6 +149,7 @@ class Stream:
     t_end: float | None = None
     n_tokens: int = 0
     error: str | None = None
+    times: list[float] = field(default_factory=list)  # arrival of each chunk with text
 
 
 def stream_request(port: int, prompt: str, n: int, out: Stream, started: threading.Event | None = None,
@@ -171,6 +174,8 @@ def stream_request(port: int, prompt: str, n: int, out: Stream, started: threadi
                 usage = d["usage"].get("completion_tokens")
             if d.get("choices"):
                 chunks += 1
+                if d["choices"][0].get("text"):
+                    out.times.append(time.perf_counter())
                 if out.t_first is None:
                     out.t_first = time.perf_counter()
                     if started is not None:
@@ -188,9 +193,14 @@ def prompt_of(n_words: int, k: int) -> str:
     return " ".join(WORDS[(k + i) % len(WORDS)] for i in range(n_words))
 
 
-def concurrent(port: int, b: int, n: int, prompt_words: int) -> tuple[float, float, int]:
-    """(aggregate decode tokens/s, mean TTFT s, tokens) of b streams sent at once: the tokens
-    after each stream's first, over the time from the first first token to the last token."""
+def concurrent(port: int, b: int, n: int, prompt_words: int, slots: int) -> tuple[float | None, float, float, int]:
+    """b streams sent at once: (decode t/s, throughput t/s, mean TTFT s, tokens).
+
+    decode: the tokens that arrive while all b streams decode (from the last stream's first
+    token to the first stream's end) over that time; None when b > slots (some streams wait in
+    the queue). throughput: every token over the time from the first request sent to the last
+    token, prefill and queueing included.
+    """
     streams = [Stream(time.perf_counter()) for _ in range(b)]
     threads = [threading.Thread(target=stream_request, args=(port, prompt_of(prompt_words, k), n, streams[k]))
                for k in range(b)]  # fmt: skip
@@ -202,13 +212,18 @@ def concurrent(port: int, b: int, n: int, prompt_words: int) -> tuple[float, flo
     bad = [s.error for s in streams if s.error or s.t_end is None]
     if bad:
         raise SystemExit(f"a request failed: {bad[0]}")
-    if any(s.t_first is None or s.n_tokens < 2 for s in streams):
-        raise SystemExit("a request returned fewer than 2 tokens")
+    if any(s.t_first is None or len(s.times) < n // 2 for s in streams):
+        raise SystemExit("a request returned too few tokens")
     total = sum(s.n_tokens for s in streams)
-    t_first = min(s.t_first for s in streams if s.t_first is not None)
-    t_end = max(s.t_end for s in streams if s.t_end is not None)
-    ttft = statistics.fmean((s.t_first or t_end) - s.t_send for s in streams)
-    return (total - b) / (t_end - t_first), ttft, total
+    t0 = min(s.t_send for s in streams)
+    t_end = max(s.times[-1] for s in streams)
+    ttft = statistics.fmean(s.times[0] - s.t_send for s in streams)
+    decode = None
+    if b <= slots:
+        a, z = max(s.times[0] for s in streams), min(s.times[-1] for s in streams)
+        count = sum(1 for s in streams for t in s.times if a < t <= z)
+        decode = count / (z - a) if z > a else None
+    return decode, total / (t_end - t0), ttft, total
 
 
 def ttft_under_load(port: int, b: int, prompt_words: int) -> float:
@@ -237,18 +252,19 @@ def measure(name: str, cmd: list[str], port: int, args: argparse.Namespace) -> d
     server = ServerProc(cmd, port)
     rows = {}
     try:
-        concurrent(port, 1, 4, 4)  # warm-up: page mappings, first allocations
+        concurrent(port, 1, 4, 4, args.parallel)  # warm-up: page mappings, first allocations
         for b in args.streams:
-            tps, ttfts, toks = [], [], []
+            dec, thr, ttfts, toks = [], [], [], []
             for _ in range(args.repetitions):
-                rate, ttft, total = concurrent(port, b, args.n_gen, args.prompt_words)
-                tps.append(rate)
+                d, rate, ttft, total = concurrent(port, b, args.n_gen, args.prompt_words, args.parallel)
+                if d is not None:
+                    dec.append(d)
+                thr.append(rate)
                 ttfts.append(ttft)
                 toks.append(total)
             under = ttft_under_load(port, b, args.ttft_words) if args.ttft_words else None
-            rows[b] = {"tps": tps, "ttft": ttfts, "tokens": toks, "ttft_under_load": under}
-            sd = statistics.stdev(tps) if len(tps) > 1 else 0.0
-            print(f"# {name} {b} streams: {statistics.fmean(tps):.2f} ± {sd:.2f} t/s, tokens {toks}, "
+            rows[b] = {"decode": dec, "throughput": thr, "ttft": ttfts, "tokens": toks, "ttft_under_load": under}
+            print(f"# {name} {b} streams: decode {dec}, throughput {thr}, TTFT {ttfts}, tokens {toks}, "
                   f"TTFT under load {under}", file=sys.stderr, flush=True)  # fmt: skip
     finally:
         server.stop()
@@ -292,28 +308,33 @@ def main() -> int:
 
     names = list(results)
     print(f"\nfile: {path.name}, {args.threads} threads, -np {args.parallel}, {args.n_gen} tokens per request, "
-          f"prompts of {args.prompt_words} words, TTFT prompt {args.ttft_words} words, {args.repetitions} runs")  # fmt: skip
+          f"prompts of {args.prompt_words} words, TTFT-under-load prompt {args.ttft_words} words, "
+          f"{args.repetitions} runs")  # fmt: skip
     head = ["streams"]
     for n in names:
-        head += [f"{n} t/s", f"{n} vs 1 stream", f"{n} TTFT", f"{n} TTFT under load"]
+        head += [f"{n} decode t/s", "vs 1 stream", "throughput t/s", "TTFT", "TTFT under load"]
     if len(names) == 2:
-        head.append(f"{names[0]} / {names[1]}")
+        head.append(f"decode {names[0]} / {names[1]}")
     print("| " + " | ".join(head) + " |")
     print("|" + "---:|" * len(head))
+
+    def ms(xs: list[float]) -> str:
+        if not xs:
+            return ""
+        return f"{statistics.fmean(xs):.2f} ± {statistics.stdev(xs) if len(xs) > 1 else 0.0:.2f}"
+
     for b in args.streams:
         cells = [str(b)]
         for n in names:
             r = results[n][b]
-            m = statistics.fmean(r["tps"])
-            sd = statistics.stdev(r["tps"]) if len(r["tps"]) > 1 else 0.0
-            base = statistics.fmean(results[n][args.streams[0]]["tps"])
+            base = results[n][args.streams[0]]["decode"]
+            ratio = f"{statistics.fmean(r['decode']) / statistics.fmean(base):.2f}x" if r["decode"] and base else ""
             u = r["ttft_under_load"]
-            cells += [f"{m:.2f} ± {sd:.2f}", f"{m / base:.2f}x", f"{statistics.fmean(r['ttft']):.2f} s",
+            cells += [ms(r["decode"]), ratio, ms(r["throughput"]), f"{statistics.fmean(r['ttft']):.2f} s",
                       f"{u:.2f} s" if u is not None else ""]  # fmt: skip
         if len(names) == 2:
-            cells.append(
-                f"{statistics.fmean(results[names[0]][b]['tps']) / statistics.fmean(results[names[1]][b]['tps']):.2f}x"
-            )
+            d0, d1 = results[names[0]][b]["decode"], results[names[1]][b]["decode"]
+            cells.append(f"{statistics.fmean(d0) / statistics.fmean(d1):.2f}x" if d0 and d1 else "")
         print("| " + " | ".join(cells) + " |", flush=True)
     return 0
 
