@@ -13,7 +13,7 @@ the aggregate decode rate while all B stream (the tokens arriving between the la
 first token and the first stream's end, over that time; B <= slots), the throughput (every
 token over the time from the first request to the last token, prefill and queueing
 included) and the mean time to the first token. "TTFT under load": B - 1 streams decode, then a request with a
-``--ttft-prompt``-token prompt arrives; the time to its first token. Everything is bounded: a
+``--ttft-words``-word prompt arrives; the time to its first token (B <= slots). Everything is bounded: a
 timeout on every request and on every server start, at most 16 streams.
 
     python benchmarks/server_load.py --llama-server /path/to/llama-server -t 2 --streams 1,2,4,8 -np 4 -r 2
@@ -262,7 +262,8 @@ def measure(name: str, cmd: list[str], port: int, args: argparse.Namespace) -> d
                 thr.append(rate)
                 ttfts.append(ttft)
                 toks.append(total)
-            under = ttft_under_load(port, b, args.ttft_words) if args.ttft_words else None
+            # b - 1 streams decoding and one arriving: only while they all fit in the slots
+            under = ttft_under_load(port, b, args.ttft_words) if args.ttft_words and b <= args.parallel else None
             rows[b] = {"decode": dec, "throughput": thr, "ttft": ttfts, "tokens": toks, "ttft_under_load": under}
             print(f"# {name} {b} streams: decode {dec}, throughput {thr}, TTFT {ttfts}, tokens {toks}, "
                   f"TTFT under load {under}", file=sys.stderr, flush=True)  # fmt: skip

@@ -20,18 +20,9 @@
 
 #include "model/limits.h"
 #include "quant/quantize.h"
+#include "runtime/buffers.h"
 
 namespace looplm {
-
-namespace {
-
-template <typename T>
-T * grow(std::vector<T> & v, int64_t n) {
-    if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-    return v.data();
-}
-
-}  // namespace
 
 BatchContext::BatchContext(const Model & model, const ContextParams & p, int n_seq)
     : model_(model),

@@ -18,19 +18,10 @@
 #include "model/limits.h"
 #include "quant/quantize.h"
 #include "quant/traits.h"
+#include "runtime/buffers.h"
 #include "runtime/fault.h"
 
 namespace looplm {
-
-namespace {
-
-template <typename T>
-T * grow(std::vector<T> & v, int64_t n) {
-    if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-    return v.data();
-}
-
-}  // namespace
 
 SeqKVParams seq_kv_params(const Config & cfg, const ContextParams & p, int max_loops) {
     SeqKVParams s;

@@ -6,19 +6,10 @@
 #include "model/layer.h"
 
 #include "quant/traits.h"
+#include "runtime/buffers.h"
 #include "runtime/fault.h"
 
 namespace looplm {
-
-namespace {
-
-template <typename T>
-T * grow(std::vector<T> & v, int64_t n) {
-    if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-    return v.data();
-}
-
-}  // namespace
 
 void Layer::run(const LayerWeights & w, int loop, int layer, float * h, int64_t n, const int32_t * pos,
                 const RopeRows & rope, const RowSpan * spans, int n_spans) {

@@ -93,11 +93,7 @@ void bind_batch(py::module_ & m) {
                          const std::string & kv_type, const std::string & kernels, bool use_mmap, bool use_mlock,
                          const std::optional<std::string> & type_k, const std::optional<std::string> & type_v,
                          const std::string & kv_share) {
-                 KVSettings kv;
-                 kv.kv_type = kv_type;
-                 kv.type_k = type_k;
-                 kv.type_v = type_v;
-                 kv.kv_share = kv_share;
+                 const KVSettings kv{kv_type, type_k, type_v, kv_share};
                  return new PyBatchModel(path, n_seq, n_ctx, n_threads, loops, kv, kernels, use_mmap, use_mlock);
              }),
              py::arg("path"), py::arg("n_seq"), py::arg("n_ctx"), py::arg("n_threads"), py::arg("loops"),

@@ -331,11 +331,7 @@ void bind_model(py::module_ & m) {
                          std::optional<int> exit_at_step, std::optional<std::string> kv_fill, bool use_mmap,
                          bool use_mlock, std::optional<std::string> type_k, std::optional<std::string> type_v,
                          const std::string & kv_share) {
-                 KVSettings kv;
-                 kv.kv_type = kv_type;
-                 kv.type_k = type_k;
-                 kv.type_v = type_v;
-                 kv.kv_share = kv_share;
+                 const KVSettings kv{kv_type, type_k, type_v, kv_share};
                  return new PyModel(path, n_ctx, n_threads, loops, kv, kernels, n_batch,
                                     request(run_loops, exit_threshold, exit_mode, exit_at_step, kv_fill), use_mmap,
                                     use_mlock);
