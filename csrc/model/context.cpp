@@ -108,6 +108,18 @@ void Context::truncate(int64_t n) {
     if (!runs_.empty()) runs_.back().end = n;
 }
 
+void Context::bench_fill(int64_t n, uint32_t seed) {
+    if (n < 0 || n > kv_.n_ctx()) {
+        throw std::invalid_argument("bench fill of " + std::to_string(n) + " positions: n_ctx is " +
+                                    std::to_string(kv_.n_ctx()));
+    }
+    reset();
+    kv_.fill_synthetic(n, seed);
+    n_past_ = chunk_start_ = n;
+    tokens_.assign(static_cast<size_t>(n), -1);
+    exit_steps_.assign(static_cast<size_t>(n), static_cast<int8_t>(max_loops_ - 1));
+}
+
 void Context::eval(const int32_t * tokens, int64_t n, const RunOptions & opts, bool all_logits, float * logits) {
     try {
         eval_part(tokens, n, opts, all_logits, logits);

@@ -82,6 +82,11 @@ class Context {
     // Forgets the positions from n on (0 <= n <= n_past): the next eval continues at n. Their
     // KV rows are simply overwritten later, so a shared prompt prefix is kept and reused.
     void truncate(int64_t n);
+    // Bench hook (looplm bench -d): resets, then makes the context hold n positions whose K/V
+    // are KVCache::fill_synthetic's rows (every slot of the cache: the history in the shared
+    // mode), with token ids -1 (never reused by prefill) and every loop run. The next eval
+    // decodes at depth n as after a real prompt of n tokens, without computing one.
+    void bench_fill(int64_t n, uint32_t seed);
 
     int64_t n_past() const { return n_past_; }
     // Loops the KV cache has slots for: the most an evaluation may run. Fewer loops leave the

@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "quant/fp16.h"
+#include "quant/quantize.h"
 #include "quant/traits.h"
 
 namespace looplm {
@@ -60,6 +62,47 @@ void KVCache::copy_position(int src, int dst, int64_t pos) {
 void KVCache::copy_from(const KVCache & from, int src_slot, int64_t src_pos, int dst_slot, int64_t dst_pos) {
     std::memcpy(k(dst_slot, dst_pos), from.k(src_slot, src_pos), row_k_);
     std::memcpy(v(dst_slot, dst_pos), from.v(src_slot, src_pos), row_v_);
+}
+
+namespace {
+
+constexpr uint32_t kPoolRows = 251;
+
+// Pool row r of the bench fill in type t (see fill_synthetic), into dst (kv_row_bytes(t, d)).
+void pool_row(DType t, int64_t d, uint32_t r, uint32_t seed, float * x, uint8_t * dst) {
+    for (int64_t j = 0; j < d; j++) {
+        const uint32_t h = r * 2654435761u + static_cast<uint32_t>(j) * 40503u + seed * 2246822519u + 12345u;
+        x[j] = static_cast<float>(static_cast<int32_t>(h % 2001u) - 1000) / 1000.0f;
+    }
+    switch (t) {
+        case DType::F16: {
+            uint16_t * y = reinterpret_cast<uint16_t *>(dst);
+            for (int64_t j = 0; j < d; j++) y[j] = fp32_to_fp16(x[j]);
+            break;
+        }
+        case DType::Q8_0: quantize_row_q8_0_ref(x, reinterpret_cast<block_q8_0 *>(dst), d); break;
+        case DType::Q4_0: quantize_row_q4_0_ref(x, reinterpret_cast<block_q4_0 *>(dst), d); break;
+        default: std::memcpy(dst, x, static_cast<size_t>(d) * sizeof(float)); break;
+    }
+}
+
+}  // namespace
+
+void KVCache::fill_synthetic(int64_t n, uint32_t seed) {
+    ensure(n);
+    std::vector<float> x(static_cast<size_t>(kv_dim_));
+    std::vector<uint8_t> pk(row_k_ * kPoolRows), pv(row_v_ * kPoolRows);
+    for (uint32_t r = 0; r < kPoolRows; r++) {
+        pool_row(type_k_, kv_dim_, r, seed, x.data(), pk.data() + r * row_k_);
+        pool_row(type_v_, kv_dim_, r, seed, x.data(), pv.data() + r * row_v_);
+    }
+    for (int64_t pos = 0; pos < n; pos++) {
+        for (int s = 0; s < n_slots_; s++) {
+            const uint64_t base = static_cast<uint64_t>(pos) * 131u + static_cast<uint64_t>(s) * 31u;
+            std::memcpy(k(s, pos), pk.data() + (base % kPoolRows) * row_k_, row_k_);
+            std::memcpy(v(s, pos), pv.data() + ((base + 17u) % kPoolRows) * row_v_, row_v_);
+        }
+    }
 }
 
 }  // namespace looplm

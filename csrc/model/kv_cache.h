@@ -61,6 +61,15 @@ class KVCache {
     // to (dst_slot, dst_pos) of this cache.
     void copy_from(const KVCache & from, int src_slot, int64_t src_pos, int dst_slot, int64_t dst_pos);
 
+    // Bench hook (looplm bench -d, benchmarks/kv_memory.py): makes positions [0, n) of every
+    // slot addressable and writes deterministic rows there in the cache's own types, without a
+    // model. Pool row r (0..250), element j: (h mod 2001 - 1000) / 1000 in f32, h = r *
+    // 2654435761 + j * 40503 + seed * 2246822519 + 12345 mod 2^32; the key (kind 0) or value
+    // (kind 1) row of (slot, pos) is pool row (pos * 131 + slot * 31 + kind * 17) mod 251,
+    // stored as store_kv stores rows (f16 round to nearest even; Q8_0 / Q4_0 by the reference
+    // quantizers). n > n_ctx throws std::length_error.
+    void fill_synthetic(int64_t n, uint32_t seed);
+
   private:
     const uint8_t * page_row(int slot, int kv, int64_t page) const {
         const uint8_t * p = pages_[static_cast<size_t>(page)].get();

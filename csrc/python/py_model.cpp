@@ -118,6 +118,13 @@ class PyModel {
 
     int64_t reused() const { return ctx_->reused(); }
 
+    // Bench hook: Context::bench_fill (the KV cache at a depth without running the model).
+    void bench_fill_kv(int64_t n, uint32_t seed) {
+        auto lock = claim();
+        py::gil_scoped_release release;
+        ctx_->bench_fill(n, seed);
+    }
+
     std::vector<int32_t> tokens() const {
         auto lock = claim();
         return ctx_->tokens();
@@ -356,6 +363,9 @@ void bind_model(py::module_ & m) {
         .def("eval", &PyModel::eval, py::arg("tokens"), py::arg("all_logits"), py::arg("options"))
         .def("prefill", &PyModel::prefill, py::arg("tokens"), py::arg("options"))
         .def_property_readonly("reused", &PyModel::reused)
+        .def("bench_fill_kv", &PyModel::bench_fill_kv, py::arg("n"), py::arg("seed") = 0,
+             "Bench hook: n positions of deterministic K/V in the cache's types, no model run "
+             "(csrc/model/kv_cache.h fill_synthetic).")
         .def("reset", &PyModel::reset)
         .def("truncate", &PyModel::truncate)
         .def_property_readonly("tokens", &PyModel::tokens)

@@ -124,6 +124,7 @@ def run(
     chunks: list[int] | None = None,
     type_k: str = "f32",
     type_v: str = "f32",
+    past: list | None = None,
 ) -> RefResult:
     """Runs the tokens in order through the looped model.
 
@@ -145,6 +146,10 @@ def run(
             only kv_share "last" depends on them.
         type_k, type_v: the cache's element types ("f32", "f16", "q8_0", "q4_0"): each stored
             row is rounded as that type stores it.
+        past: keys and values of positions before ``tokens``, which then start at that
+            position: for kv_share "none" ``past[loop][layer] = (k, v)``, for "last"
+            ``past[layer] = (k, v)`` (the kept K/V), each ``[n_past, n_head_kv * head_dim]``
+            as the cache holds them.
     """
     n_loops = loops or cfg.n_loops
     thr = cfg.exit_threshold if threshold is None else threshold
@@ -165,12 +170,24 @@ def run(
         [([], []) for _ in range(cfg.n_layer)] for _ in range(n_loops)
     ]  # kv[step][layer]
     hist: list[tuple[list, list]] = [([], []) for _ in range(cfg.n_layer)]  # kv_share last: kept K/V
+    t0 = 0
+    if past is not None:
+
+        def rows(a: np.ndarray) -> list[np.ndarray]:
+            return list(np.asarray(a, dtype=np.float64).reshape(-1, cfg.n_head_kv, cfg.head_dim))
+
+        if kv_share == "last":
+            hist = [(rows(k), rows(v)) for k, v in past]
+            t0 = len(hist[0][0])
+        else:
+            kv = [[(rows(k), rows(v)) for k, v in loop] for loop in past]
+            t0 = len(kv[0][0][0])
     for t, tok in enumerate(tokens):
         h = w["model.embed_tokens.weight"][tok].astype(np.float64)
         survive, cdf, exit_step = 1.0, 0.0, None
         for s in range(n_loops):
             for i in range(cfg.n_layer):
-                h = _block(cfg, w, i, h, kv[s][i], t, hist[i], kvt)
+                h = _block(cfg, w, i, h, kv[s][i], t0 + t, hist[i], kvt)
             h = rmsnorm(h, w["model.norm.weight"], cfg.rms_eps)  # after every loop
             hidden[t, s], logits[t, s] = h, head @ h
             stop = s == n_loops - 1
