@@ -115,7 +115,7 @@ void Context::bench_fill(int64_t n, uint32_t seed) {
     }
     reset();
     kv_.fill_synthetic(n, seed);
-    n_past_ = chunk_start_ = n;
+    n_past_ = n;
     tokens_.assign(static_cast<size_t>(n), -1);
     exit_steps_.assign(static_cast<size_t>(n), static_cast<int8_t>(max_loops_ - 1));
 }

@@ -66,6 +66,11 @@ void SeqKV::end_chunk(int64_t n_past) {
     chunk_->shrink(1);
 }
 
+void SeqKV::fill_synthetic(int64_t n, uint32_t seed) {
+    kv_.fill_synthetic(n, seed);
+    end_chunk(n);
+}
+
 void SeqKV::clear() {
     kv_.clear();
     if (chunk_) chunk_->clear();

@@ -47,6 +47,9 @@ class SeqKV {
     void finish_position(const ExitPolicy & p, int last_loop, int64_t pos);
     // The current chunk ends with the positions [0, n_past): they are history from now on.
     void end_chunk(int64_t n_past);
+    // Bench hook (Context::bench_fill): positions [0, n) hold KVCache::fill_synthetic's rows in
+    // every slot of the history, and the next chunk starts at n.
+    void fill_synthetic(int64_t n, uint32_t seed);
     // Forgets every position (and frees the pages).
     void clear();
     // Forgets the positions from n on.
