@@ -76,4 +76,10 @@ GemmFn gemm8_for(const Kernels & k, DType t) {
     return tr && tr->gemm8 ? k.*(tr->gemm8) : nullptr;
 }
 
+GemmFn gemm_x16_for(const Kernels & k, DType t) {
+    if (t == DType::Q4_0) return k.gemm_q4_0x16 ? k.gemm_q4_0x16 : kernels_ref.gemm_q4_0x16;
+    if (t == DType::Q4_1) return k.gemm_q4_1x16 ? k.gemm_q4_1x16 : kernels_ref.gemm_q4_1x16;
+    return nullptr;
+}
+
 }  // namespace looplm

@@ -76,6 +76,11 @@ struct Kernels {
     float (*dot_q4_0_f32)(int64_t n, const void * k, const float * q);
     void (*axpy_q8_0)(int64_t n, float a, const void * x, float * y);
     void (*axpy_q4_0)(int64_t n, float a, const void * x, float * y);
+
+    // Q4_0 / Q4_1 weights in the interleaved x16 layout made at load (kernels/x16.h); nullptr
+    // where a set has none (gemm_x16_for then gives the scalar reference's).
+    GemmFn gemm_q4_0x16;
+    GemmFn gemm_q4_1x16;
 };
 
 constexpr int64_t kMaxPackedN = 16384;
@@ -127,5 +132,8 @@ const Kernels * find_kernels(const char * name);
 // many-column GEMM (nullptr where the set has none or the type has no packed path).
 GemmFn gemm_for(const Kernels & k, DType t);
 GemmFn gemm8_for(const Kernels & k, DType t);
+// The set's GEMM over the x16 layout of Q4_0 / Q4_1 (the reference's where the set has none);
+// nullptr for other types.
+GemmFn gemm_x16_for(const Kernels & k, DType t);
 
 }  // namespace looplm

@@ -249,6 +249,14 @@ Model::Model(const std::string & path, bool use_mmap, bool use_mlock) : file_(ne
     }
     ld.refuse_unused();
     vocab = load_vocab(f, c.n_vocab);
+    if (repack_wanted()) {  // after every check: a refused file costs no repacking
+        std::vector<Tensor *> ts;
+        for (LayerWeights & l : layers) {
+            for (Tensor * t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) ts.push_back(t);
+        }
+        if (output.data != token_embd.data) ts.push_back(&output);  // token_embd's rows are read as rows
+        repacked_.reset(new RepackedWeights(ts, use_mlock));
+    }
 }
 
 }  // namespace looplm

@@ -15,6 +15,7 @@
 #include "kernels/kernels.h"
 #include "model/exit.h"
 #include "model/kv_cache.h"
+#include "model/repacked.h"
 #include "ops/ops.h"
 #include "runtime/threads.h"
 #include "text/tokenizer.h"
@@ -64,9 +65,13 @@ class Model {
     std::vector<LayerWeights> layers;
     Vocab vocab;
 
+    // The matrices rewritten into the kernels' x16 layout at load (null when none was).
+    const RepackedWeights * repacked() const { return repacked_.get(); }
+
   private:
     std::unique_ptr<GGUFFile> file_;
     Config config_;
+    std::unique_ptr<RepackedWeights> repacked_;
 };
 
 }  // namespace looplm

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/x16.h"
 #include "quant/blocks.h"
 #include "quant/traits.h"
 
@@ -15,8 +16,10 @@ namespace looplm {
 
 namespace {
 
-// Rows per work unit of a matmul: a multiple of the kernels' tiles, small enough to balance.
+// Rows per work unit of a matmul: a multiple of the kernels' tiles (the x16 layout's 16-row
+// groups), small enough to balance.
 constexpr int64_t kRowAlign = 16;
+static_assert(kRowAlign % kX16Rows == 0, "work units keep x16 groups whole");
 // Cache blocks of a many-column matmul (see matmul_many).
 constexpr int64_t kRowBlock = 32;
 constexpr int64_t kColBlock = 64;
@@ -78,20 +81,28 @@ void Ops::matmul(const Tensor & w, const Activations & a, float * out) {
 }
 
 void Ops::matmul_many(const Tensor * const * ws, float * const * outs, int count, const Activations & a) {
-    // Rows of all the matrices form one index space, split evenly over the threads.
+    // The matrices' rows form one index space of kRowAlign-row units (a matrix's last unit may
+    // be short), split evenly over the threads; units keep the x16 layout's groups whole.
     int64_t total = 0;
-    for (int m = 0; m < count; m++) total += ws[m]->ne1;
+    for (int m = 0; m < count; m++) total += (ws[m]->ne1 + kRowAlign - 1) / kRowAlign;
     pool.run([&](int ith, int nth) {
-        const Range r = split_range(total, ith, nth, kRowAlign);
+        const Range r = split_range(total, ith, nth);
         int64_t base = 0;
-        for (int m = 0; m < count && base < r.end; base += ws[m]->ne1, m++) {
+        for (int m = 0; m < count && base < r.end; m++) {
             const Tensor & w = *ws[m];
-            const int64_t b = r.begin > base ? r.begin - base : 0;
-            const int64_t e = r.end - base < w.ne1 ? r.end - base : w.ne1;
-            if (b >= e) continue;
+            const int64_t units = (w.ne1 + kRowAlign - 1) / kRowAlign;
+            const int64_t ub = std::max<int64_t>(r.begin - base, 0), ue = std::min(r.end - base, units);
+            base += units;
+            if (ub >= ue) continue;
+            const int64_t b = ub * kRowAlign, e = std::min(ue * kRowAlign, w.ne1);
             const GemmFn gemm = gemm_for(k, w.type);
             const GemmFn gemm8 = a.packed_rows > 0 ? gemm8_for(k, w.type) : nullptr;
             const size_t ldo = static_cast<size_t>(w.ne1);
+            if (w.x16) {  // whole groups (b and e are multiples of 16 or the end); the kernel tiles
+                gemm_x16_for(k, w.type)(w.ne0, w.row(b), w.row_bytes, e - b, a.data, a.stride, a.rows, outs[m] + b,
+                                        ldo);
+                continue;
+            }
             // Cache blocking for many columns (prompts): a block of kColBlock activation rows
             // stays in L2 while blocks of kRowBlock weight rows pass through L1 against it.
             for (int64_t c0 = 0; c0 < a.rows; c0 += kColBlock) {

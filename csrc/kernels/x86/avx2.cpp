@@ -242,12 +242,17 @@ LOOPLM_FLOAT_GEMMS
 
 }  // namespace
 
+// x16_avx2.cpp
+void gemm_q4_0x16_avx2(int64_t, const void *, size_t, int64_t, const void *, size_t, int64_t, float *, size_t);
+void gemm_q4_1x16_avx2(int64_t, const void *, size_t, int64_t, const void *, size_t, int64_t, float *, size_t);
+
 extern const Kernels kernels_avx2 = {
     "avx2",    quantize_q8,      gemm_q4_0,        gemm_q4_1,         gemm_q8_0,         gemm_f16,
     gemm_bf16, gemm_f32,         nullptr,          nullptr,           nullptr,           nullptr,
     nullptr,   dot_f16_f32,      dot_f32,          axpy_f16,          axpy_f32,          f32_to_f16,
     silu_mul,  gemm_q5_0,        gemm_q5_1,        quantize_q8k,      gemm_q4_K,         gemm_q5_K,
     gemm_q6_K, kv_dot_q8_0_avx2, kv_dot_q4_0_avx2, kv_axpy_q8_0_avx2, kv_axpy_q4_0_avx2,  // quantized KV rows
+    gemm_q4_0x16_avx2, gemm_q4_1x16_avx2,  // the x16 layout (x16_avx2.cpp)
 };
 
 }  // namespace looplm

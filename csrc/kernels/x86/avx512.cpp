@@ -100,6 +100,9 @@ size_t packed_x8_bytes_avx512(int64_t n);
 void gemm8_q4_0_avx512(int64_t, const void *, size_t, int64_t, const void *, size_t, int64_t, float *, size_t);
 void gemm8_q4_1_avx512(int64_t, const void *, size_t, int64_t, const void *, size_t, int64_t, float *, size_t);
 void gemm8_q8_0_avx512(int64_t, const void *, size_t, int64_t, const void *, size_t, int64_t, float *, size_t);
+// x16_avx512.cpp
+void gemm_q4_0x16_avx512(int64_t, const void *, size_t, int64_t, const void *, size_t, int64_t, float *, size_t);
+void gemm_q4_1x16_avx512(int64_t, const void *, size_t, int64_t, const void *, size_t, int64_t, float *, size_t);
 
 // The activation quantizer and the float kernels are AVX2's (every CPU with this set has AVX2);
 // kernels_avx2 is constant-initialized, so reading it here is safe at static-init time.
@@ -133,6 +136,8 @@ extern const Kernels kernels_avx512 = {
     kv_dot_q4_0_avx512,
     kv_axpy_q8_0_avx512,
     kv_axpy_q4_0_avx512,  // quantized KV rows
+    gemm_q4_0x16_avx512,
+    gemm_q4_1x16_avx512,  // the x16 layout (x16_avx512.cpp)
 };
 
 }  // namespace looplm

@@ -1,0 +1,61 @@
+// kernels/x16.h - the interleaved "x16" layout of Q4_0 and Q4_1 weights, made at load time
+// (quant/repack.h) so that one pass over a weight block computes 16 output rows against one
+// activation block, with the row index in the vector lanes and no horizontal sums.
+//
+// A group is 16 consecutive rows of a matrix whose rows hold nb = n / 32 blocks. It occupies
+// exactly the bytes of those 16 rows (16 * nb * sizeof(block)), so the layout fits in the place
+// of the plain rows: group g starts where row 16 g started. Inside a group, the nb group-blocks
+// follow each other; group-block b gathers block b of the 16 rows:
+//
+//   block_q4_0x16 (288 bytes):  d[16]          fp16 scale of row r's block b
+//                               qs[4][16][4]   qs[c][r][j] = row r's block b qs[4c + j]
+//   block_q4_1x16 (320 bytes):  d[16], m[16]   fp16 scale and minimum of row r's block b
+//                               qs[4][16][4]   as Q4_0
+//
+// So the low nibble of qs[c][r][j] is element 4c + j of row r's block, the high nibble element
+// 16 + 4c + j (GGUF's pairing of elements j and j + 16 in one byte is kept). A 64-byte chunk
+// qs[c] read as 16 int32 lanes holds, in lane r, 4 consecutive elements of row r: an integer
+// dot product instruction (vpdpbusd, sdot by lane, maddubs + madd) against the 4 activation
+// bytes x[4c..4c+3] broadcast to all lanes (and x[16+4c..] for the high nibbles) advances all
+// 16 rows at once. The -8 offset of Q4_0 is exact in integers: sum (q - 8) x = sum q x - 8 sum x,
+// the second term one integer per activation block, the same for all 16 rows.
+//
+// Rows after the last whole group (rows % 16 of them) stay in the plain GGUF layout in their
+// places. A GEMM over the x16 layout (Kernels::gemm_q4_0x16 / gemm_q4_1x16) takes w pointing at
+// the start of a group, wstride the plain row size, and nr rows: floor(nr / 16) groups, then
+// nr % 16 plain rows (which happens only at a matrix's end). Everything else is as GemmFn.
+//
+// Plain data only: ISA files may include this header (see the SIGILL note in kernels.h).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "quant/blocks.h"
+
+namespace looplm {
+
+constexpr int kX16Rows = 16;
+
+struct block_q4_0x16 {
+    uint16_t d[kX16Rows];
+    uint8_t qs[4][kX16Rows][4];
+};
+static_assert(sizeof(block_q4_0x16) == kX16Rows * sizeof(block_q4_0), "x16 Q4_0 fits in place");
+
+struct block_q4_1x16 {
+    uint16_t d[kX16Rows];
+    uint16_t m[kX16Rows];
+    uint8_t qs[4][kX16Rows][4];
+};
+static_assert(sizeof(block_q4_1x16) == kX16Rows * sizeof(block_q4_1), "x16 Q4_1 fits in place");
+
+// The scalar reference GEMMs over the x16 layout (kernels/ref_x16.cpp, no ISA flags): per row
+// and block the same integer sums and the same order of float sums as kernels_ref's plain
+// gemm_q4_0 / gemm_q4_1, so their results are identical to the plain reference's.
+void gemm_q4_0x16_ref(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
+                      float * out, size_t ldo);
+void gemm_q4_1x16_ref(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
+                      float * out, size_t ldo);
+
+}  // namespace looplm

@@ -1,0 +1,164 @@
+// kernels/x86/x16_avx512.cpp - GEMMs over the x16 layout of Q4_0 / Q4_1 weights
+// (kernels/x16.h), AVX-512 VNNI.
+//
+// One 512-bit register holds 4 consecutive nibbles of each of a group's 16 rows; vpdpbusd
+// against the 4 activation bytes broadcast to all lanes advances all 16 rows, so one group-block
+// (16 rows x 32 elements) is 4 loads, 8 masks/shifts, then per activation column 8 vpdpbusd,
+// one conversion and one FMA: no horizontal sums, and the 16 output rows land in one register.
+// Q4_0's -8 offset is exact in integers: each (column, block) starts from -8 * sum(x), the
+// same for all 16 rows (computed once per call from block_q8_s::bias).
+//
+// The weights stream once per kColBlock columns: decoding (1 column) and the batched engine's
+// 2-8 columns read every weight byte once; prompts reuse each group (L1/L2-resident) across
+// a block of 64 quantized activation rows (L2-resident) in passes of up to 8 columns.
+// Same ISA flags and rules as avx512.cpp (see the SIGILL note in kernels/kernels.h).
+// gcc 12 warns that _mm512_undefined_ps() inside the conversion intrinsics may be used
+// uninitialized (a false positive: the mask is all ones).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include "kernels/kernels.h"
+#include "kernels/x16.h"
+#include "quant/blocks.h"
+
+namespace looplm {
+
+namespace {
+
+constexpr int kCols = 8;                      // columns per pass over a group
+constexpr int64_t kColBlock = 64;             // columns per pass over the weights
+constexpr int64_t kMaxBlocks = kMaxPackedN / QK;
+
+// -8 * sum(x.qs) of one activation block: bias lanes 0..3 hold -8 * (sums of 4), lanes 4..7
+// the same x16 (exact: shifting them back is a division of a multiple of 16).
+static inline int32_t bias_total(const block_q8_s & x) {
+    const __m256i b = _mm256_srav_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(x.bias)),
+                                        _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+static inline __m512i bcast4(const int8_t * p) {
+    int32_t v;
+    __builtin_memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+
+// One group (16 rows, nb group-blocks at g, gbytes each) against NC activation columns x[c]
+// (their per-block starts in st[c]); out[c * ldo + r] for r < 16. Q41: Q4_1 (minimum term,
+// no offset). Inlined into one copy per (NC, type).
+static inline __attribute__((always_inline)) void group(const uint8_t * g, int64_t nb, const block_q8_s * const * x,
+                                                        const int32_t * const * st, float * out, size_t ldo,
+                                                        const int NC, const bool Q41) {
+    const size_t gbytes = Q41 ? sizeof(block_q4_1x16) : sizeof(block_q4_0x16);
+    const size_t qoff = Q41 ? 64 : 32;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512 acc[kCols];
+    for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t * p = g + b * gbytes;
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(p)));
+        const __m512 mw = Q41 ? _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(p + 32)))
+                              : _mm512_setzero_ps();
+        __m512i lo[4], hi[4];
+        for (int k = 0; k < 4; k++) {
+            const __m512i v = _mm512_loadu_si512(p + qoff + 64 * k);
+            lo[k] = _mm512_and_si512(v, m4);
+            hi[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        }
+        for (int c = 0; c < NC; c++) {
+            const block_q8_s & xb = x[c][b];
+            __m512i s0 = Q41 ? _mm512_setzero_si512() : _mm512_set1_epi32(st[c][b]);
+            __m512i s1 = _mm512_setzero_si512();
+            s0 = _mm512_dpbusd_epi32(s0, lo[0], bcast4(xb.qs + 0));
+            s1 = _mm512_dpbusd_epi32(s1, lo[1], bcast4(xb.qs + 4));
+            s0 = _mm512_dpbusd_epi32(s0, lo[2], bcast4(xb.qs + 8));
+            s1 = _mm512_dpbusd_epi32(s1, lo[3], bcast4(xb.qs + 12));
+            s0 = _mm512_dpbusd_epi32(s0, hi[0], bcast4(xb.qs + 16));
+            s1 = _mm512_dpbusd_epi32(s1, hi[1], bcast4(xb.qs + 20));
+            s0 = _mm512_dpbusd_epi32(s0, hi[2], bcast4(xb.qs + 24));
+            s1 = _mm512_dpbusd_epi32(s1, hi[3], bcast4(xb.qs + 28));
+            const __m512 s = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
+            acc[c] = _mm512_fmadd_ps(s, _mm512_mul_ps(dw, _mm512_set1_ps(xb.d)), acc[c]);
+            if (Q41) acc[c] = _mm512_fmadd_ps(mw, _mm512_set1_ps(xb.ds), acc[c]);
+        }
+    }
+    for (int c = 0; c < NC; c++) _mm512_storeu_ps(out + c * ldo, acc[c]);
+}
+
+typedef void (*GroupFn)(const uint8_t *, int64_t, const block_q8_s * const *, const int32_t * const *, float *,
+                        size_t);
+
+#define LOOPLM_X16_GROUP(NC)                                                                                     \
+    static void group_q4_0_##NC(const uint8_t * g, int64_t nb, const block_q8_s * const * x,                     \
+                                const int32_t * const * st, float * out, size_t ldo) {                           \
+        group(g, nb, x, st, out, ldo, NC, false);                                                                \
+    }                                                                                                            \
+    static void group_q4_1_##NC(const uint8_t * g, int64_t nb, const block_q8_s * const * x,                     \
+                                const int32_t * const * st, float * out, size_t ldo) {                           \
+        group(g, nb, x, st, out, ldo, NC, true);                                                                 \
+    }
+LOOPLM_X16_GROUP(1)
+LOOPLM_X16_GROUP(2)
+LOOPLM_X16_GROUP(3)
+LOOPLM_X16_GROUP(4)
+LOOPLM_X16_GROUP(5)
+LOOPLM_X16_GROUP(6)
+LOOPLM_X16_GROUP(7)
+LOOPLM_X16_GROUP(8)
+#undef LOOPLM_X16_GROUP
+
+static const GroupFn kGroupQ4_0[kCols + 1] = {nullptr,        group_q4_0_1, group_q4_0_2, group_q4_0_3, group_q4_0_4,
+                                              group_q4_0_5,   group_q4_0_6, group_q4_0_7, group_q4_0_8};
+static const GroupFn kGroupQ4_1[kCols + 1] = {nullptr,        group_q4_1_1, group_q4_1_2, group_q4_1_3, group_q4_1_4,
+                                              group_q4_1_5,   group_q4_1_6, group_q4_1_7, group_q4_1_8};
+
+static void gemm_x16(bool q41, int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
+                     int64_t nc, float * out, size_t ldo) {
+    const int64_t nb = n / QK, ng = nr / kX16Rows;
+    const char * wb = static_cast<const char *>(w);
+    const GroupFn * fns = q41 ? kGroupQ4_1 : kGroupQ4_0;
+    static thread_local int32_t starts[kColBlock * kMaxBlocks];  // -8 sum(x) per (column, block)
+    for (int64_t c0 = 0; c0 < nc; c0 += kColBlock) {
+        const int64_t cb = nc - c0 < kColBlock ? nc - c0 : kColBlock;
+        const block_q8_s * xc[kColBlock];
+        const int32_t * sc[kColBlock];
+        for (int64_t c = 0; c < cb; c++) {
+            xc[c] = reinterpret_cast<const block_q8_s *>(static_cast<const char *>(x) + (c0 + c) * xs);
+            sc[c] = starts + c * nb;
+            if (!q41) {
+                for (int64_t b = 0; b < nb; b++) starts[c * nb + b] = bias_total(xc[c][b]);
+            }
+        }
+        for (int64_t gi = 0; gi < ng; gi++) {
+            const uint8_t * g = reinterpret_cast<const uint8_t *>(wb + gi * kX16Rows * ws);
+            for (int64_t c = 0; c < cb; c += kCols) {
+                const int64_t k = cb - c < kCols ? cb - c : kCols;
+                fns[k](g, nb, xc + c, sc + c, out + (c0 + c) * ldo + gi * kX16Rows, ldo);
+            }
+        }
+    }
+    const int64_t done = ng * kX16Rows;  // the plain tail rows
+    if (done < nr) {
+        (q41 ? kernels_avx512.gemm_q4_1 : kernels_avx512.gemm_q4_0)(n, wb + done * ws, ws, nr - done, x, xs, nc,
+                                                                    out + done, ldo);
+    }
+}
+
+}  // namespace
+
+void gemm_q4_0x16_avx512(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
+                         float * out, size_t ldo) {
+    if (n / QK > kMaxBlocks) return gemm_q4_0x16_ref(n, w, ws, nr, x, xs, nc, out, ldo);
+    gemm_x16(false, n, w, ws, nr, x, xs, nc, out, ldo);
+}
+
+void gemm_q4_1x16_avx512(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
+                         float * out, size_t ldo) {
+    if (n / QK > kMaxBlocks) return gemm_q4_1x16_ref(n, w, ws, nr, x, xs, nc, out, ldo);
+    gemm_x16(true, n, w, ws, nr, x, xs, nc, out, ldo);
+}
+
+}  // namespace looplm
