@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/kernels.h"
+#include "kernels/kpack.h"
 #include "kernels/ref_kquants.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
@@ -199,10 +200,40 @@ void gemm_by_dot32(Dot32Fn dot, int64_t n, const void * w, size_t ws, int64_t nr
 }
 
 extern const Kernels kernels_ref = {
-    "ref",       quantize_q8, gemm_q4_0, gemm_q4_1,    gemm_q8_0,    gemm_f16,  gemm_bf16, gemm_f32,  nullptr,
-    nullptr,     nullptr,     nullptr,   nullptr,  // no packed GEMM: the plain one is the spec
-    dot_f16_f32, dot_f32,     axpy_f16,  axpy_f32,     f32_to_f16,   silu_mul,  gemm_q5_0, gemm_q5_1, quantize_q8k_ref,
-    gemm_q4_K,   gemm_q5_K,   gemm_q6_K, dot_q8_0_f32, dot_q4_0_f32, axpy_q8_0, axpy_q4_0,  // quantized KV rows
+    "ref",
+    quantize_q8,
+    gemm_q4_0,
+    gemm_q4_1,
+    gemm_q8_0,
+    gemm_f16,
+    gemm_bf16,
+    gemm_f32,
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,  // no packed GEMM: the plain one is the spec
+    dot_f16_f32,
+    dot_f32,
+    axpy_f16,
+    axpy_f32,
+    f32_to_f16,
+    silu_mul,
+    gemm_q5_0,
+    gemm_q5_1,
+    quantize_q8k_ref,
+    gemm_q4_K,
+    gemm_q5_K,
+    gemm_q6_K,
+    dot_q8_0_f32,
+    dot_q4_0_f32,
+    axpy_q8_0,
+    axpy_q4_0,  // quantized KV rows
+    pack_x8k_ref,
+    packed_x8k_bytes_ref,
+    gemm8_q4_K_ref,
+    gemm8_q5_K_ref,
+    gemm8_q6_K_ref,  // the packed K layout's spec
 };
 
 }  // namespace looplm
