@@ -1,4 +1,4 @@
-"""Which GGUF type each tensor gets: looplm's plain policy for f32/f16/bf16/q8_0/q4_0, and
+"""Which GGUF type each tensor gets: looplm's plain policy for f32/f16/bf16/q8_0/q4_0/q4_1, and
 llama.cpp's mixture rules (``llama_tensor_get_type``, without an importance matrix) for the
 K-quant file types and q5_0/q5_1, so a looplm Q4_K_M holds the types llama-quantize's would.
 docs/gguf-format.md states the rules.
@@ -19,6 +19,7 @@ OUT_TYPES: dict[str, tuple[QT, FT]] = {
     "bf16": (QT.BF16, FT.MOSTLY_BF16),
     "q8_0": (QT.Q8_0, FT.MOSTLY_Q8_0),
     "q4_0": (QT.Q4_0, FT.MOSTLY_Q4_0),
+    "q4_1": (QT.Q4_1, FT.MOSTLY_Q4_1),
     "q5_0": (QT.Q5_0, FT.MOSTLY_Q5_0),
     "q5_1": (QT.Q5_1, FT.MOSTLY_Q5_1),
     "q4_k_s": (QT.Q4_K, FT.MOSTLY_Q4_K_S),
@@ -55,7 +56,7 @@ def tensor_type(name: str, shape: tuple[int, ...], out_type: str, n_layer: int, 
     default = OUT_TYPES[out_type][0]
     nx = shape[-1]
     if out_type not in MIXED:
-        if default in (QT.Q8_0, QT.Q4_0) and nx % 32:
+        if default in (QT.Q8_0, QT.Q4_0, QT.Q4_1) and nx % 32:
             return QT.F16
         return default
     t = default

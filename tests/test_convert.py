@@ -16,10 +16,11 @@ import pytest
 from gguf import GGMLQuantizationType as QT
 from looplm import reference as R
 from looplm.convert import ConvertError, convert_checkpoint
+from looplm.convert.mixture import OUT_TYPES
 from looplm.convert.ouro_arch import LAYER_TENSORS, gguf_name, permute_qk, unpermute_qk
 from looplm.convert.safetensors import Checkpoint
 
-QTYPE = {"f32": QT.F32, "f16": QT.F16, "bf16": QT.BF16, "q8_0": QT.Q8_0, "q4_0": QT.Q4_0}
+QTYPE = {"f32": QT.F32, "f16": QT.F16, "bf16": QT.BF16, "q8_0": QT.Q8_0, "q4_0": QT.Q4_0, "q4_1": QT.Q4_1}
 
 
 def fields(path: Path) -> dict:
@@ -118,12 +119,16 @@ def test_permutation_is_llama_cpp_layout():
     np.testing.assert_array_equal(unpermute_qk(p, n_head), w)
 
 
-@pytest.mark.parametrize("t", ["f32", "f16", "bf16", "q8_0", "q4_0"])
-def test_tensor_values(tiny_hf, tiny_gguf, t):
-    """f32/f16/bf16 values are exact; Q8_0/Q4_0 bytes equal gguf-py's quantizer."""
+@pytest.mark.parametrize("t", ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1"])
+def test_tensor_values(tiny_hf, tiny_gguf, tmp_path, t):
+    """f32/f16/bf16 values are exact; Q8_0/Q4_0/Q4_1 bytes equal gguf-py's quantizer."""
     cfg = json.loads((tiny_hf / "config.json").read_text())
     w = source_f32(tiny_hf)
-    r = gguf.GGUFReader(str(tiny_gguf[t]))
+    path = (
+        tiny_gguf[t] if t in tiny_gguf else convert_checkpoint(tiny_hf, tmp_path / f"{t}.gguf", t, progress=False).path
+    )
+    r = gguf.GGUFReader(str(path))
+    assert r.fields["general.file_type"].contents() == int(OUT_TYPES[t][1])
     by_name = {x.name: x for x in r.tensors}
     for hf, a in w.items():
         if "early_exit_gate" in hf:

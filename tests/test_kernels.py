@@ -243,3 +243,25 @@ def test_new_gemm_rejects_bad_input():
         _core.kernel_gemm("ref", int(QT.F16), raw, 512, x)
     with pytest.raises(ValueError, match="multiple of 256"):
         _core.kernel_quantize_q8k("ref", np.zeros(32, np.float32))
+
+
+@pytest.mark.parametrize("qtype", [QT.Q4_K, QT.Q5_K, QT.Q6_K], ids=lambda t: t.name)
+@pytest.mark.parametrize("nc", [8, 16, 19, 72])
+def test_packed_k_gemm_matches_gguf_dequantized(qtype, nc):
+    """The K-quants' packed many-column GEMM (prompts of >= 8 tokens, through ops): the scalar
+    reference of the packed layout against float64 products of gguf-py's dequantized weights
+    with the Q8_K activations (q8k_numpy) and against the plain reference tile; every other set
+    against it. 37 rows (a partial 8-row tile), 72 columns (more than one 64-column block, a
+    group of 8 and a plain remainder of columns)."""
+    n, rows = 768, 37
+    raw, wdq = random_blocks(qtype, rows, n)
+    x = k_activations(nc, n)
+    xdq = np.stack([q8k_values(q8k_numpy(row)) for row in x])
+    expect = xdq @ wdq.T
+    scale = np.abs(expect).max()
+    ref = _core.kernel_matmul("ref", int(qtype), raw, n, x)
+    assert np.abs(ref - expect).max() <= 2e-6 * scale
+    np.testing.assert_allclose(ref, _core.kernel_gemm("ref", int(qtype), raw, n, x), rtol=0, atol=2e-6 * scale)
+    for kset in KERNEL_SETS:
+        got = _core.kernel_matmul(kset, int(qtype), raw, n, x)
+        assert np.abs(got - ref).max() <= 1e-5 * scale, kset

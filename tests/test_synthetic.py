@@ -55,19 +55,26 @@ def test_gate_bias_forces_first_loop_exit(tmp_path, tiny_shape):
     assert m.exit_steps == [0, 0, 0, 0]
 
 
-@pytest.mark.parametrize("qtype", ["q4_0", "q4_1", "q8_0", "f16"])
+@pytest.mark.parametrize("qtype", ["q4_0", "q4_1", "q8_0", "f16", "q4_k_m", "q5_k_m", "q6_k"])
 def test_weight_types(tmp_path, tiny_shape, qtype):
     """Every type's random weights: the size gguf_bytes states, near-zero-mean values of std ~1/sqrt(cols)
     (checked through gguf-py's dequantizer), and a model that runs."""
     p = synthetic.write_gguf(tmp_path / "m.gguf", tiny_shape, qtype)
     r = gguf.GGUFReader(str(p))
     assert sum(int(t.n_bytes) for t in r.tensors) == synthetic.gguf_bytes(tiny_shape, qtype)
-    t = next(t for t in r.tensors if t.name == "blk.0.ffn_down.weight")
-    assert t.tensor_type.name == qtype.upper()
-    w = gguf.quants.dequantize(np.array(t.data), t.tensor_type).astype(np.float64)
-    cols = w.shape[-1]
-    assert cols == TINY["intermediate_size"]
-    assert abs(w.mean()) < 0.15 / np.sqrt(cols)  # Q4_0: q - 8 has mean -0.5 (0.11 std)
-    assert 0.8 < w.std() * np.sqrt(cols) < 1.25
+    types = {t.name: t.tensor_type.name for t in r.tensors}
+    more = {"q4_k_m": "Q6_K", "q5_k_m": "Q6_K", "q6_k": "Q6_K"}.get(qtype, qtype.upper())  # last layer: more bits
+    assert types["blk.1.ffn_down.weight"] == more
+    assert types["blk.0.ffn_down.weight"] == {"q4_k_m": "Q4_K", "q5_k_m": "Q5_K"}.get(qtype, more)
+    if qtype in synthetic.MIXTURES:  # rows of 128 fall back as in llama.cpp; the mixture's own tensors
+        assert types["blk.0.attn_q.weight"] == {"q4_k_m": "Q5_0", "q5_k_m": "Q5_1", "q6_k": "Q8_0"}[qtype]
+        assert types["output.weight"] == "Q8_0"
+    for t in r.tensors:
+        if len(t.shape) == 1:
+            continue
+        w = gguf.quants.dequantize(np.array(t.data), t.tensor_type).astype(np.float64)
+        cols = w.shape[-1]
+        assert abs(w.mean()) < 0.15 / np.sqrt(cols), t.name  # Q4_0: q - 8 has mean -0.5 (0.11 std)
+        assert 0.8 < w.std() * np.sqrt(cols) < 1.25, (t.name, t.tensor_type.name, w.std() * np.sqrt(cols))
     m = looplm.Model(p, n_ctx=16, n_threads=1)
     assert np.isfinite(m.eval([1, 2, 3])).all()

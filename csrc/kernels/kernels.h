@@ -81,6 +81,15 @@ struct Kernels {
     // where a set has none (gemm_x16_for then gives the scalar reference's).
     GemmFn gemm_q4_0x16;
     GemmFn gemm_q4_1x16;
+    // The K-quants' many-column GEMM for prompts, optional (nullptr where a set has none):
+    // pack_x8k packs 8 block_q8_K rows into one group of packed_x8k_bytes(n) bytes
+    // (kernels/kpack.h); gemm8_q*_K take such groups (xstride = bytes per group, nc a multiple
+    // of 8) and compute what the plain K-quant GEMMs compute.
+    void (*pack_x8k)(int64_t n, const void * x, size_t xs, void * out);
+    size_t (*packed_x8k_bytes)(int64_t n);
+    GemmFn gemm8_q4_K;
+    GemmFn gemm8_q5_K;
+    GemmFn gemm8_q6_K;
 };
 
 constexpr int64_t kMaxPackedN = 16384;

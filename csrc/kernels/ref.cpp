@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/kernels.h"
+#include "kernels/kpack.h"
 #include "kernels/ref_kquants.h"
 #include "kernels/x16.h"
 #include "quant/blocks.h"
@@ -205,6 +206,11 @@ extern const Kernels kernels_ref = {
     dot_f16_f32, dot_f32,     axpy_f16,  axpy_f32,     f32_to_f16,   silu_mul,  gemm_q5_0, gemm_q5_1, quantize_q8k_ref,
     gemm_q4_K,   gemm_q5_K,   gemm_q6_K, dot_q8_0_f32, dot_q4_0_f32, axpy_q8_0, axpy_q4_0,  // quantized KV rows
     gemm_q4_0x16_ref, gemm_q4_1x16_ref,  // the x16 layout (kernels/ref_x16.cpp)
+    pack_x8k_ref,
+    packed_x8k_bytes_ref,
+    gemm8_q4_K_ref,
+    gemm8_q5_K_ref,
+    gemm8_q6_K_ref,  // the packed K layout's spec
 };
 
 }  // namespace looplm

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "kernels/kernels.h"
+#include "kernels/kpack.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
 
@@ -83,7 +84,98 @@ inline int q6(const block_q6_K & w, int e) {
     return (low | (high << 4)) - 32;
 }
 
+// The packed GEMM's scalar reference, one weight row against column c of a packed group:
+// the same integer sums per sub-block as the dots above, the activation quants read back from
+// the packed layout (qs - 128) and the sub-block sums from its pairs of bsums.
+inline int packed_x(const block_q8_Kx8 & x, int c, int e) { return static_cast<int>(x.qs[e / 4][c][e % 4]) - 128; }
+
+template <bool kFifthBit, typename WT>
+float packed_dot_q45_K(int64_t nb, const WT * w, const block_q8_Kx8 * x, int c) {
+    float sum = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        int sumi = 0, summ = 0;
+        for (int j = 0; j < QK_K / 32; j++) {
+            int sc, m;
+            scale_min_k4(j, w[b].scales, sc, m);
+            const uint8_t * q = w[b].qs + 32 * (j / 2);
+            int s = 0;
+            for (int l = 0; l < 32; l++) {
+                int v = j % 2 ? q[l] >> 4 : q[l] & 0x0f;
+                if constexpr (kFifthBit) v |= ((w[b].qh[l] >> j) & 1) << 4;
+                s += v * packed_x(x[b], c, 32 * j + l);
+            }
+            sumi += sc * s;
+            summ += m * x[b].bsums[j / 2][c][j % 2];
+        }
+        sum += fp16_to_fp32(w[b].d) * x[b].d[c] * static_cast<float>(sumi) -
+               fp16_to_fp32(w[b].dmin) * x[b].d[c] * static_cast<float>(summ);
+    }
+    return sum;
+}
+
+float packed_dot_q6_K(int64_t nb, const block_q6_K * w, const block_q8_Kx8 * x, int c) {
+    float sum = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        int sumi = 0;
+        for (int s = 0; s < QK_K / 16; s++) {
+            int t = 0;
+            for (int e = 16 * s; e < 16 * s + 16; e++) t += q6(w[b], e) * packed_x(x[b], c, e);
+            sumi += w[b].scales[s] * t;
+        }
+        sum += fp16_to_fp32(w[b].d) * x[b].d[c] * static_cast<float>(sumi);
+    }
+    return sum;
+}
+
+template <typename Dot>
+void packed_gemm(Dot dot, int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
+                 float * out, size_t ldo) {
+    for (int64_t c = 0; c < nc; c++) {
+        const block_q8_Kx8 * g = reinterpret_cast<const block_q8_Kx8 *>(static_cast<const char *>(x) + (c / 8) * xs);
+        for (int64_t r = 0; r < nr; r++) {
+            out[c * ldo + r] = dot(n / QK_K, static_cast<const char *>(w) + r * ws, g, static_cast<int>(c % 8));
+        }
+    }
+}
+
 }  // namespace
+
+void pack_x8k_ref(int64_t n, const void * x, size_t xs, void * out) {
+    block_q8_Kx8 * p = static_cast<block_q8_Kx8 *>(out);
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        for (int c = 0; c < 8; c++) {
+            const block_q8_K & xb = reinterpret_cast<const block_q8_K *>(static_cast<const char *>(x) + c * xs)[b];
+            for (int e = 0; e < QK_K; e++) p[b].qs[e / 4][c][e % 4] = static_cast<uint8_t>(xb.qs[e] + 128);
+            p[b].d[c] = xb.d;
+            for (int j = 0; j < QK_K / 32; j++) {
+                p[b].bsums[j / 2][c][j % 2] = static_cast<int16_t>(xb.bsums[2 * j] + xb.bsums[2 * j + 1]);
+            }
+        }
+    }
+}
+
+size_t packed_x8k_bytes_ref(int64_t n) { return static_cast<size_t>(n / QK_K) * sizeof(block_q8_Kx8); }
+
+void gemm8_q4_K_ref(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
+                    float * out, size_t ldo) {
+    packed_gemm([](int64_t nb, const void * wr, const block_q8_Kx8 * g,
+                   int c) { return packed_dot_q45_K<false>(nb, static_cast<const block_q4_K *>(wr), g, c); },
+                n, w, ws, nr, x, xs, nc, out, ldo);
+}
+
+void gemm8_q5_K_ref(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
+                    float * out, size_t ldo) {
+    packed_gemm([](int64_t nb, const void * wr, const block_q8_Kx8 * g,
+                   int c) { return packed_dot_q45_K<true>(nb, static_cast<const block_q5_K *>(wr), g, c); },
+                n, w, ws, nr, x, xs, nc, out, ldo);
+}
+
+void gemm8_q6_K_ref(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
+                    float * out, size_t ldo) {
+    packed_gemm([](int64_t nb, const void * wr, const block_q8_Kx8 * g,
+                   int c) { return packed_dot_q6_K(nb, static_cast<const block_q6_K *>(wr), g, c); },
+                n, w, ws, nr, x, xs, nc, out, ldo);
+}
 
 // sum_b d_w d_x sum_j (q_w - 16) q_x
 float dot_q5_0_ref(int64_t n, const void * vw, const void * vx) {

@@ -4,6 +4,7 @@
 // row of n elements against one activation row.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace looplm {
@@ -13,6 +14,15 @@ float dot_q5_1_ref(int64_t n, const void * w, const void * x);
 float dot_q4_K_ref(int64_t n, const void * w, const void * x);
 float dot_q5_K_ref(int64_t n, const void * w, const void * x);
 float dot_q6_K_ref(int64_t n, const void * w, const void * x);
+// The scalar references of the K-quants' packed many-column GEMM: from groups packed by
+// pack_x8k_ref (kernels/kpack.h; xs = bytes per group, nc a multiple of 8) what the plain
+// GEMMs compute.
+void gemm8_q4_K_ref(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
+                    float * out, size_t ldo);
+void gemm8_q5_K_ref(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
+                    float * out, size_t ldo);
+void gemm8_q6_K_ref(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
+                    float * out, size_t ldo);
 // f32 -> block_q8_K rows (n a multiple of 256), bit-exact with ggml's quantize_row_q8_K_ref.
 void quantize_q8k_ref(const float * x, void * y, int64_t n);
 

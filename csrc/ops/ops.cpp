@@ -54,10 +54,12 @@ void Ops::prepare(DType weight, const float * x, int64_t rows, int64_t n, Activa
         quantize(x, dst, n);  // too little work to share
         return;
     }
-    const bool pack = !k_quant && k.pack_x8 && rows >= 8 && n <= kMaxPackedN;
+    // Prompts: groups of 8 rows packed for the many-column GEMM (block_q8_s or block_q8_K layout).
+    void (*pack_x8)(int64_t, const void *, size_t, void *) = k_quant ? k.pack_x8k : k.pack_x8;
+    const bool pack = pack_x8 && rows >= 8 && (k_quant || n <= kMaxPackedN);
     if (pack) {
         a.packed_rows = rows / 8 * 8;
-        a.group_bytes = k.packed_x8_bytes(n);
+        a.group_bytes = (k_quant ? k.packed_x8k_bytes : k.packed_x8_bytes)(n);
         if (a.packed.size() < a.group_bytes * static_cast<size_t>(rows / 8))
             a.packed.resize(a.group_bytes * static_cast<size_t>(rows / 8));
     }
@@ -69,7 +71,7 @@ void Ops::prepare(DType weight, const float * x, int64_t rows, int64_t n, Activa
         pool.run([&](int ith, int nth) {
             const Range g = split_range(rows / 8, ith, nth);
             for (int64_t i = g.begin; i < g.end; i++)
-                k.pack_x8(n, dst + i * 8 * stride, stride, a.packed.data() + i * a.group_bytes);
+                pack_x8(n, dst + i * 8 * stride, stride, a.packed.data() + i * a.group_bytes);
         });
     }
 }

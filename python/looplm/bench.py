@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _core, synthetic
 from .kv_memory import row_bytes
 from .model import Model
 
@@ -132,7 +132,6 @@ def synthetic_path(
 ) -> str:
     """A full-size random-weight GGUF (see looplm.synthetic.write_gguf), written once to the
     cache and named by its parameters."""
-    from . import synthetic
     from .hub import cache_dir
 
     name = f"{shape}-{qtype}" + (f"-{arch}" if arch != "ouro" else "") + f"-gate{gate_bias:g}x{gate_scale:g}"
@@ -160,9 +159,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", default=None, help="GGUF file (or use --synthetic)")
     p.add_argument("--synthetic", choices=["ouro-1.4b", "ouro-2.6b"], default=None,
                    help="a full-size random-weight model of that shape, made once and cached")  # fmt: skip
-    p.add_argument(
-        "--type", choices=["q4_0", "q4_1", "q8_0", "f16"], default="q4_0", help="type of --synthetic (default q4_0)"
-    )
+    p.add_argument("--type", choices=[*synthetic.PLAIN_TYPES, *synthetic.MIXTURES], default="q4_0",
+                   help="type of --synthetic (default q4_0)")  # fmt: skip
     p.add_argument("--gate-bias", type=float, default=0.0,
                    help="--synthetic exit gate bias; high: exit early (default 0)")  # fmt: skip
     p.add_argument("--gate-scale", type=float, default=1.0, help="--synthetic exit gate spread (default 1)")

@@ -48,14 +48,56 @@ def config(shape: str) -> dict:
     return {**COMMON, **SHAPES[shape], "_name_or_path": f"synthetic/{shape}"}
 
 
-def gguf_bytes(shape: str, qtype: str) -> int:
+# Random-weight types: plain ones (every 2-D weight in that type) and llama.cpp's K-quant
+# mixtures (the per-tensor types of looplm.convert.mixture: Q6_K output, Q6_K attn_v/ffn_down
+# in part of the layers, ...).
+PLAIN_TYPES = ("q4_0", "q4_1", "q8_0", "f16")
+MIXTURES = ("q4_k_m", "q5_k_m", "q6_k")
+FILE_TYPES = {"q4_0": 2, "q4_1": 3, "q8_0": 7, "f16": 1, "q4_k_m": 15, "q5_k_m": 17, "q6_k": 18}
+
+
+def _tensor_types(cfg: dict, qtype: str, plan: list[tuple[str, tuple[int, ...]]]) -> dict:
+    """GGUF name -> GGMLQuantizationType of each 2-D weight of ``plan``."""
+    from gguf import GGMLQuantizationType as QT
+
+    from looplm.convert.mixture import tensor_type
+
+    if qtype not in FILE_TYPES:
+        raise ValueError(f"unknown synthetic weight type {qtype!r} (choose from {', '.join(FILE_TYPES)})")
+    if qtype in PLAIN_TYPES:
+        qt = {"q4_0": QT.Q4_0, "q4_1": QT.Q4_1, "q8_0": QT.Q8_0, "f16": QT.F16}[qtype]
+        return {n: qt for n, s in plan if len(s) > 1}
+    n_layer = cfg["num_hidden_layers"]
+    has_output = any(n == "output.weight" for n, _ in plan)
+    return {n: tensor_type(n, s, qtype, n_layer, has_output) for n, s in plan if len(s) > 1}
+
+
+def _plan(cfg: dict, arch: str) -> list[tuple[str, tuple[int, ...]]]:
+    """(GGUF name, numpy shape) of every tensor write_gguf writes, in order."""
+    from looplm.convert.ouro_arch import gguf_name
+
+    return [
+        (gguf_name(n), shp)
+        for n, shp in hf_tensors(cfg)
+        if "early_exit_gate" not in n and (arch == "ouro" or "layernorm_2" not in n)
+    ]
+
+
+def gguf_bytes(shape: str, qtype: str, arch: str = "ouro") -> int:
     """The size of write_gguf's tensor data for a shape and a weight type (norms in f32)."""
-    per_32 = {"q4_0": 18, "q4_1": 20, "q8_0": 34, "f16": 64}[qtype]
-    return sum(
-        4 * s[0] if len(s) == 1 else s[0] * s[1] // 32 * per_32
-        for name, s in hf_tensors(config(shape))
-        if "early_exit_gate" not in name
-    )
+    import gguf
+
+    cfg = config(shape)
+    plan = _plan(cfg, arch)
+    types = _tensor_types(cfg, qtype, plan)
+    total = 0
+    for name, s in plan:
+        if len(s) == 1:
+            total += 4 * s[0]
+        else:
+            block, size = gguf.GGML_QUANT_SIZES[types[name]]
+            total += s[0] * s[1] // block * size
+    return total
 
 
 def _values(rng: np.random.Generator, name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -93,7 +135,8 @@ def write_gguf(
     """Writes a GGUF of the given shape with random quantized weights, no tokenizer.
 
     Args:
-        qtype: "q4_0", "q4_1", "q8_0" or "f16" for the 2-D weights.
+        qtype: "q4_0", "q4_1", "q8_0" or "f16" for the 2-D weights, or a K-quant mixture
+            ("q4_k_m", "q5_k_m", "q6_k": each weight the type llama.cpp's mixture gives it).
         gate_bias, gate_scale: the exit gate (ouro only); a high bias makes every token exit
             after the first loop, a moderate one moves the exit loop (the same loop for every
             token unless post_norm_scale is small).
@@ -111,30 +154,25 @@ def write_gguf(
     from looplm.convert.gguf_keys import write_exit_gate, write_hyperparameters
     from looplm.convert.ouro_arch import OuroConfig
 
-    qt = {"q4_0": QT.Q4_0, "q4_1": QT.Q4_1, "q8_0": QT.Q8_0, "f16": QT.F16}[qtype]
     cfg = config(shape)
+    plan = _plan(cfg, arch)
+    types = _tensor_types(cfg, qtype, plan)
     rng = np.random.default_rng(seed)
     w = gguf.GGUFWriter(str(path), arch)
     e = cfg["hidden_size"]
     w.add_name(f"synthetic {shape} {qtype}")
-    w.add_file_type({QT.Q4_0: 2, QT.Q4_1: 3, QT.Q8_0: 7, QT.F16: 1}[qt])
+    w.add_file_type(FILE_TYPES[qtype])
     w.add_quantization_version(2)
     write_hyperparameters(w, OuroConfig.from_dict(cfg, f"synthetic {shape}"), arch)
     w.add_tokenizer_model("no_vocab")  # llama.cpp's marker for a model without a vocabulary
     if arch == "ouro":
         gate = gate_scale * rng.standard_normal(e) / np.sqrt(e)
         write_exit_gate(w, gate, [gate_bias], cfg["early_exit_threshold"])
-    from looplm.convert.ouro_arch import gguf_name
-
-    plan = [
-        (gguf_name(n), shp)
-        for n, shp in hf_tensors(cfg)
-        if "early_exit_gate" not in n and (arch == "ouro" or "layernorm_2" not in n)
-    ]
     for name, shp in plan:  # stream: one tensor in memory at a time
         if len(shp) == 1:
             w.add_tensor_info(name, shp, np.dtype(np.float32), 4 * shp[0])
         else:
+            qt = types[name]
             block, size = gguf.GGML_QUANT_SIZES[qt]
             row_bytes = shp[1] // block * size
             stored = shp if qt == QT.F16 else (shp[0], row_bytes)  # gguf-py takes byte shapes
@@ -149,7 +187,7 @@ def write_gguf(
             v = _values(rng, name, shp)
             w.write_tensor_data(v * np.float32(post_norm_scale) if name.endswith(POST_NORMS) else v)
         else:
-            w.write_tensor_data(random_blocks(rng, shp, qt))
+            w.write_tensor_data(random_blocks(rng, shp, types[name]))
     w.close()
     return path
 
@@ -159,8 +197,10 @@ def random_blocks(rng: np.random.Generator, shape: tuple[int, ...], qt) -> np.nd
     from gguf import GGMLQuantizationType as QT
 
     rows, cols = shape
-    nb = cols // 32
     std = 1.0 / np.sqrt(cols)
+    if qt.name in _RANDOM_BYTES:
+        return _random_bytes_blocks(rng, rows, cols, qt, std)
+    nb = cols // 32
     if qt == QT.F16:
         return (rng.standard_normal(shape, dtype=np.float32) * np.float32(std)).astype(np.float16)
     if qt == QT.Q4_0:
@@ -171,7 +211,37 @@ def random_blocks(rng: np.random.Generator, shape: tuple[int, ...], qt) -> np.nd
         m = (-7.5 * d.astype(np.float32)).astype(np.float16)
         d = np.concatenate([d.view(np.uint8), m.view(np.uint8)], axis=2)
         qs = rng.integers(0, 256, size=(rows, nb, 16), dtype=np.uint8)
-    else:
+    elif qt == QT.Q8_0:
         d = np.full((rows, nb, 1), std / 73.3, np.float16).view(np.uint8)  # int8 -127..127: std ~73
         qs = rng.integers(-127, 128, size=(rows, nb, 32), dtype=np.int8).view(np.uint8)
+    else:
+        raise ValueError(f"no random blocks for type {qt.name}")
     return np.concatenate([d, qs], axis=2).reshape(rows, -1)
+
+
+# Types written as random bytes with their scale fields set: name -> (std of the values in
+# units of d, byte offset of d, byte offset of the second f16 (dmin or m) or None, its value in
+# units of d). Random bytes make random quants and random six-bit (Q6_K: int8) sub-block
+# scales; the second f16 cancels the mean (Q4_K: E[sc] E[q] = 31.5 * 7.5 = 7.5 E[m]).
+_RANDOM_BYTES = {
+    "Q4_K": (244.0, 0, 2, 7.5),
+    "Q5_K": (524.0, 0, 2, 15.5),
+    "Q6_K": (1365.0, 208, None, 0.0),
+    "Q5_0": (9.23, 0, None, 0.0),
+    "Q5_1": (9.23, 0, 2, -15.5),
+}
+
+
+def _random_bytes_blocks(rng: np.random.Generator, rows: int, cols: int, qt, std: float) -> np.ndarray:
+    """Random rows of a K-quant or Q5_0/Q5_1: random bytes, then d (and dmin / m) set so that
+    the values have std ~``std`` and mean ~0."""
+    import gguf
+
+    block, size = gguf.GGML_QUANT_SIZES[qt]
+    unit, d_at, m_at, m_units = _RANDOM_BYTES[qt.name]
+    raw = rng.integers(0, 256, size=(rows, cols // block, size), dtype=np.uint8)
+    d = np.float16(std / unit)
+    raw[:, :, d_at : d_at + 2] = np.frombuffer(d.tobytes(), np.uint8)
+    if m_at is not None:
+        raw[:, :, m_at : m_at + 2] = np.frombuffer(np.float16(m_units * float(d)).tobytes(), np.uint8)
+    return raw.reshape(rows, -1)

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include "kernels/kernels.h"
+#include "kernels/kpack.h"
 #include "kernels/kscales.h"
 #include "kernels/kv_rows.h"
 #include "quant/blocks.h"
@@ -117,6 +118,12 @@ LOOPLM_QGEMM(q4_1, block_q4_1, false)
 LOOPLM_QGEMM(q8_0, block_q8_0, false)
 
 #include "kernels/x86/kquants.inc"
+
+#define LOOPLM_KDOT4(acc, x, w) _mm256_add_epi32((acc), dot_u8_s8((x), (w)))
+#define LOOPLM_KROWS 4
+#include "kernels/x86/kgemm.inc"
+#undef LOOPLM_KDOT4
+#undef LOOPLM_KROWS
 
 // Q5_0: the five-bit quants 0..31 (u8), the -16 offset from twice the activation's -8 bias.
 static inline QW prep_q5_0(const block_q5_0 & w) { return {q5_bytes(w.qs, w.qh), _mm256_setzero_si256()}; }
@@ -253,6 +260,11 @@ extern const Kernels kernels_avx2 = {
     silu_mul,  gemm_q5_0,        gemm_q5_1,        quantize_q8k,      gemm_q4_K,         gemm_q5_K,
     gemm_q6_K, kv_dot_q8_0_avx2, kv_dot_q4_0_avx2, kv_axpy_q8_0_avx2, kv_axpy_q4_0_avx2,  // quantized KV rows
     gemm_q4_0x16_avx2, gemm_q4_1x16_avx2,  // the x16 layout (x16_avx2.cpp)
+    pack_x8k_ref,
+    packed_x8k_bytes_ref,
+    gemm8_q4_K,
+    gemm8_q5_K,
+    gemm8_q6_K,  // kgemm.inc, maddubs
 };
 
 }  // namespace looplm

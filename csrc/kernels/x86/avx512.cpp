@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include "kernels/kernels.h"
+#include "kernels/kpack.h"
 #include "kernels/kscales.h"
 #include "kernels/kv_rows.h"
 #include "quant/blocks.h"
@@ -68,6 +69,12 @@ LOOPLM_QGEMM(q4_1, block_q4_1, false)
 LOOPLM_QGEMM(q8_0, block_q8_0, false)
 
 #include "kernels/x86/kquants.inc"
+
+#define LOOPLM_KDOT4(acc, x, w) _mm256_dpbusd_epi32((acc), (x), (w))
+#define LOOPLM_KROWS 8
+#include "kernels/x86/kgemm.inc"
+#undef LOOPLM_KDOT4
+#undef LOOPLM_KROWS
 
 // Q5_0: the five-bit quants 0..31 unpacked (no nibble-in-place trick: the fifth bit of the
 // high elements would land in bit 8); vpdpbusd starts from -16 x the lane sums (the bias
@@ -138,6 +145,11 @@ extern const Kernels kernels_avx512 = {
     kv_axpy_q4_0_avx512,  // quantized KV rows
     gemm_q4_0x16_avx512,
     gemm_q4_1x16_avx512,  // the x16 layout (x16_avx512.cpp)
+    pack_x8k_ref,         // (kernels/ref_kquants.cpp: data movement, no ISA flags needed)
+    packed_x8k_bytes_ref,
+    gemm8_q4_K,  // kgemm.inc with vpdpbusd
+    gemm8_q5_K,
+    gemm8_q6_K,
 };
 
 }  // namespace looplm
