@@ -9,12 +9,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import sys
 
-from .hf_to_gguf import ConvertError, ConvertResult, convert_checkpoint
+from .hf_to_gguf import ConvertError, convert_checkpoint
 from .quantize import OUT_TYPES
+from .report import WriteResult, run_write
 
-__all__ = ["ConvertError", "ConvertResult", "add_arguments", "convert_checkpoint", "main", "run"]
+__all__ = ["ConvertError", "WriteResult", "add_arguments", "convert_checkpoint", "main", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,20 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Runs a parsed ``convert`` command; one error line and exit code 1 on bad input."""
-    try:
-        r = convert_checkpoint(args.src, args.outfile, args.type, progress=False if args.no_progress else None)
-    except (ValueError, OSError) as e:
-        print(f"looplm convert: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("looplm convert: interrupted, no output written", file=sys.stderr)
-        return 130
-    print(
-        f"looplm convert: wrote {r.path} ({r.n_tensors} tensors, {r.n_bytes / 1e6:.1f} MB, "
-        f"{r.out_type}) in {r.seconds:.1f} s, peak memory {r.peak_rss_mb:.0f} MB",
-        file=sys.stderr,
-    )
-    return 0
+    progress = False if args.no_progress else None
+    return run_write("looplm convert", lambda: convert_checkpoint(args.src, args.outfile, args.type, progress=progress))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import resource
 import sys
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from .errors import ConvertError
 from .gguf_keys import write_exit_gate, write_hyperparameters
 from .output import final_path, input_files, signals_unwind, sweep_stale, temp_path
 from .quantize import OUT_TYPES, byte_shape, convert, nbytes, tensor_type
+from .report import WriteResult, peak_rss_mb
 from .safetensors import Checkpoint
 from .tokenizer_export import add_to_gguf, load_vocab
 
@@ -35,16 +35,6 @@ _STORED_DTYPE: dict[GGMLQuantizationType, np.dtype] = {
     gguf.GGMLQuantizationType.F16: np.dtype(np.float16),
 }
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-@dataclass
-class ConvertResult:
-    path: Path
-    n_tensors: int
-    n_bytes: int
-    out_type: str
-    seconds: float
-    peak_rss_mb: float
 
 
 @dataclass
@@ -164,7 +154,7 @@ def _progress(i: int, n: int, name: str, done: int, total: int) -> None:
 
 def convert_checkpoint(
     src: str | Path, out: str | Path | None = None, out_type: str = "f16", *, progress: bool | None = None
-) -> ConvertResult:
+) -> WriteResult:
     """Converts a HF Ouro checkpoint to GGUF.
 
     Args:
@@ -196,7 +186,7 @@ def convert_checkpoint(
     sweep_stale(target.parent, target.name)
     with signals_unwind():
         _write(target, temp_path(target), cfg, ckpt, folder, plan, vocab, file_type, progress)
-    return ConvertResult(out_path, len(plan), target.stat().st_size, out_type, time.perf_counter() - t0, peak_rss_mb())
+    return WriteResult(out_path, len(plan), target.stat().st_size, out_type, time.perf_counter() - t0, peak_rss_mb())
 
 
 def _write(target: Path, tmp: Path, cfg, ckpt: Checkpoint, folder: Path, plan, vocab, file_type, progress) -> None:
@@ -248,16 +238,3 @@ def _write(target: Path, tmp: Path, cfg, ckpt: Checkpoint, folder: Path, plan, v
             why = e.strerror or ("a short write (disk full or file size limit)" if "written" in str(e) else e)
             raise ConvertError(f"{target}: cannot write: {why}; no output written") from e
         raise
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory. VmHWM, where Linux has it: ru_maxrss also counts
-    the parent's peak at fork, so a child would report its parent's high-water mark."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

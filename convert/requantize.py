@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import gguf
@@ -23,19 +21,11 @@ from gguf.gguf_reader import ReaderTensor
 from .errors import ConvertError
 from .mixture import OUT_TYPES
 from .quantize import CHUNK_ELEMENTS, byte_shape, nbytes, quantize_rows, tensor_type
+from .report import WriteResult, peak_rss_mb, run_write
 
 # Sources that are requantized without asking: float, and 8-bit (a published Q8_0).
 _FINE_SOURCES = (QT.F32, QT.F16, QT.BF16, QT.Q8_0)
 _STORED: dict[QT, np.dtype] = {QT.F32: np.dtype(np.float32), QT.F16: np.dtype(np.float16)}
-
-
-@dataclass
-class QuantizeResult:
-    path: Path
-    n_tensors: int
-    n_bytes: int
-    out_type: str
-    seconds: float
 
 
 def _plan(r: gguf.GGUFReader, src: Path, out_type: str, allow_requantize: bool) -> list[tuple[ReaderTensor, QT]]:
@@ -93,7 +83,7 @@ def _encode(t: ReaderTensor, qtype: QT) -> np.ndarray:
     return out
 
 
-def requantize(src: str | Path, out: str | Path, out_type: str, *, allow_requantize: bool = False) -> QuantizeResult:
+def requantize(src: str | Path, out: str | Path, out_type: str, *, allow_requantize: bool = False) -> WriteResult:
     """Writes ``src`` (a GGUF) as ``out`` with the tensor types of ``--type out_type``.
 
     Raises:
@@ -141,7 +131,7 @@ def requantize(src: str | Path, out: str | Path, out_type: str, *, allow_requant
             w.close()
         tmp.unlink(missing_ok=True)
         raise
-    return QuantizeResult(out_path, len(plan), out_path.stat().st_size, out_type, time.perf_counter() - t0)
+    return WriteResult(out_path, len(plan), out_path.stat().st_size, out_type, time.perf_counter() - t0, peak_rss_mb())
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -155,17 +145,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Runs a parsed ``quantize`` command; one error line and exit code 1 on bad input."""
-    try:
-        res = requantize(args.src, args.out, args.type, allow_requantize=args.allow_requantize)
-    except (ValueError, OSError) as e:
-        print(f"looplm quantize: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("looplm quantize: interrupted, no output written", file=sys.stderr)
-        return 130
-    print(
-        f"looplm quantize: wrote {res.path} ({res.n_tensors} tensors, {res.n_bytes / 1e6:.1f} MB, {res.out_type}) "
-        f"in {res.seconds:.1f} s",
-        file=sys.stderr,
+    return run_write(
+        "looplm quantize", lambda: requantize(args.src, args.out, args.type, allow_requantize=args.allow_requantize)
     )
-    return 0
