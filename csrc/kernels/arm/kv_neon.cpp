@@ -39,15 +39,10 @@ static inline void q4_floats(const block_q4_0 & b, float32x4_t * f) {
     cvt16(vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(raw, 4)), eight), f + 4);
 }
 
-// The block's 32 products with x in two independent FMA chains of four (one chain of eight
-// bound the loop by the FMA latency).
 static inline float32x4_t dot32(const float32x4_t * f, const float * x) {
-    float32x4_t s0 = vmulq_f32(f[0], vld1q_f32(x)), s1 = vmulq_f32(f[1], vld1q_f32(x + 4));
-    for (int i = 2; i < 8; i += 2) {
-        s0 = vfmaq_f32(s0, f[i], vld1q_f32(x + 4 * i));
-        s1 = vfmaq_f32(s1, f[i + 1], vld1q_f32(x + 4 * i + 4));
-    }
-    return vaddq_f32(s0, s1);
+    float32x4_t s = vmulq_f32(f[0], vld1q_f32(x));
+    for (int i = 1; i < 8; i++) s = vfmaq_f32(s, f[i], vld1q_f32(x + 4 * i));
+    return s;
 }
 
 static inline void axpy32(const float32x4_t * f, float ad, float * y) {
@@ -58,38 +53,22 @@ static inline void axpy32(const float32x4_t * f, float ad, float * y) {
 
 float kv_dot_q8_0_neon(int64_t n, const void * vk, const float * x) {
     const block_q8_0 * k = static_cast<const block_q8_0 *>(vk);
-    float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f), f[8];
-    const int64_t nb = n / QK;
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2, x += 2 * QK) {  // two blocks per pass, two accumulators
+    float32x4_t acc = vdupq_n_f32(0.0f), f[8];
+    for (int64_t b = 0; b < n / QK; b++, x += QK) {
         q8_floats(k[b], f);
-        acc0 = vfmaq_n_f32(acc0, dot32(f, x), h2f(k[b].d));
-        q8_floats(k[b + 1], f);
-        acc1 = vfmaq_n_f32(acc1, dot32(f, x + QK), h2f(k[b + 1].d));
+        acc = vfmaq_n_f32(acc, dot32(f, x), h2f(k[b].d));
     }
-    if (b < nb) {
-        q8_floats(k[b], f);
-        acc0 = vfmaq_n_f32(acc0, dot32(f, x), h2f(k[b].d));
-    }
-    return vaddvq_f32(vaddq_f32(acc0, acc1));
+    return vaddvq_f32(acc);
 }
 
 float kv_dot_q4_0_neon(int64_t n, const void * vk, const float * x) {
     const block_q4_0 * k = static_cast<const block_q4_0 *>(vk);
-    float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f), f[8];
-    const int64_t nb = n / QK;
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2, x += 2 * QK) {  // two blocks per pass, two accumulators
+    float32x4_t acc = vdupq_n_f32(0.0f), f[8];
+    for (int64_t b = 0; b < n / QK; b++, x += QK) {
         q4_floats(k[b], f);
-        acc0 = vfmaq_n_f32(acc0, dot32(f, x), h2f(k[b].d));
-        q4_floats(k[b + 1], f);
-        acc1 = vfmaq_n_f32(acc1, dot32(f, x + QK), h2f(k[b + 1].d));
+        acc = vfmaq_n_f32(acc, dot32(f, x), h2f(k[b].d));
     }
-    if (b < nb) {
-        q4_floats(k[b], f);
-        acc0 = vfmaq_n_f32(acc0, dot32(f, x), h2f(k[b].d));
-    }
-    return vaddvq_f32(vaddq_f32(acc0, acc1));
+    return vaddvq_f32(acc);
 }
 
 void kv_axpy_q8_0_neon(int64_t n, float a, const void * vx, float * y) {
