@@ -21,15 +21,19 @@ static inline float h2f(uint16_t h) {
     return static_cast<float>(f);
 }
 
-// The 32 products of (a0, a1) with one activation block's quants in 4 int32 lanes (exact).
-static inline int32x4_t dot32(int8x16_t a0, int8x16_t a1, const block_q8_s & x) {
-    return vdotq_s32(vdotq_s32(vdupq_n_s32(0), a0, vld1q_s8(x.qs)), a1, vld1q_s8(x.qs + 16));
+// The 32 products of (a0, a1) with one activation block's quants (x0, x1) in 4 int32 lanes.
+static inline int32x4_t dot32(int8x16_t a0, int8x16_t a1, int8x16_t x0, int8x16_t x1) {
+    return vdotq_s32(vdotq_s32(vdupq_n_s32(0), a0, x0), a1, x1);
 }
 
 #include "kernels/arm/qgemm.inc"
 
 // acc + the 16 products of a and b in 4 int32 lanes (SDOT), for kquants.inc.
 static inline int32x4_t sdot16(int32x4_t acc, int8x16_t a, int8x16_t b) { return vdotq_s32(acc, a, b); }
+// The 32 products of (a0, a1) and (b0, b1) in 4 int32 lanes.
+static inline int32x4_t sdot32(int8x16_t a0, int8x16_t b0, int8x16_t a1, int8x16_t b1) {
+    return vdotq_s32(vdotq_s32(vdupq_n_s32(0), a0, b0), a1, b1);
+}
 
 #include "kernels/arm/kquants.inc"
 

@@ -62,11 +62,10 @@ static void quantize_q8(const float * x, void * vy, int64_t n) {
     for (int64_t b = 0; b < n / QK; b++) quantize_block(x + b * QK, y + b);
 }
 
-// The 32 products of (a0, a1) with one activation block's quants, summed into 4 int32 lanes.
-// Each int16 lane adds two products of magnitude <= 128 * 127 (activation quants are never
-// -128, see quantize_block), so it cannot overflow: 2 * 16256 < 32768.
-static inline int32x4_t dot32(int8x16_t a0, int8x16_t a1, const block_q8_s & x) {
-    const int8x16_t x0 = vld1q_s8(x.qs), x1 = vld1q_s8(x.qs + 16);
+// The 32 products of (a0, a1) with one activation block's quants (x0, x1), summed into 4 int32
+// lanes. Each int16 lane adds two products of magnitude <= 128 * 127 (activation quants are
+// never -128, see quantize_block), so it cannot overflow: 2 * 16256 < 32768.
+static inline int32x4_t dot32(int8x16_t a0, int8x16_t a1, int8x16_t x0, int8x16_t x1) {
     int16x8_t p0 = vmull_s8(vget_low_s8(a0), vget_low_s8(x0));
     p0 = vmlal_high_s8(p0, a0, x0);
     int16x8_t p1 = vmull_s8(vget_low_s8(a1), vget_low_s8(x1));
@@ -80,6 +79,17 @@ static inline int32x4_t dot32(int8x16_t a0, int8x16_t a1, const block_q8_s & x) 
 // int16 pair sums cannot overflow).
 static inline int32x4_t sdot16(int32x4_t acc, int8x16_t a, int8x16_t b) {
     return vpadalq_s16(acc, vmlal_high_s8(vmull_s8(vget_low_s8(a), vget_low_s8(b)), a, b));
+}
+
+// The 32 products of (a0, a1) and (b0, b1) in 4 int32 lanes, for kquants.inc's sub-blocks of
+// 32, whose weights are at most 31 (Q4_K, Q5_K): each int16 lane adds four products of at
+// most 31 * 127, 15748 < 32768, so one widening pairwise add serves all four.
+static inline int32x4_t sdot32(int8x16_t a0, int8x16_t b0, int8x16_t a1, int8x16_t b1) {
+    int16x8_t p = vmull_s8(vget_low_s8(a0), vget_low_s8(b0));
+    p = vmlal_high_s8(p, a0, b0);
+    p = vmlal_s8(p, vget_low_s8(a1), vget_low_s8(b1));
+    p = vmlal_high_s8(p, a1, b1);
+    return vpaddlq_s16(p);
 }
 
 #include "kernels/arm/kquants.inc"
@@ -222,7 +232,62 @@ static void silu_mul(int64_t n, float * g, const float * u) {
     for (; i < n; i++) g[i] = g[i] / (1.0f + __builtin_expf(-g[i])) * u[i];
 }
 
-LOOPLM_FLOAT_GEMMS
+// The 16-bit float GEMMs, as the quantized ones: four weight rows against one activation row
+// per pass, each activation vector loaded once for the four, eight FMA chains (two per row),
+// the next four rows prefetched meanwhile (four rows of 16 elements are 128 bytes: two
+// lines per step), the four sums reduced into one vector; the remaining rows by the dot.
+// Columns one after another (the order of gemm_by_dot16).
+#define LOOPLM_ROWS4_16(T, LO, HI, DOT)                                                                               \
+    static void rows4_##T(int64_t n, const char * w0, size_t ws, const float * x, float * out) {                      \
+        const uint16_t * w[4] = {reinterpret_cast<const uint16_t *>(w0), reinterpret_cast<const uint16_t *>(w0 + ws), \
+                                 reinterpret_cast<const uint16_t *>(w0 + 2 * ws),                                     \
+                                 reinterpret_cast<const uint16_t *>(w0 + 3 * ws)};                                    \
+        float32x4_t a[4][2];                                                                                          \
+        for (int r = 0; r < 4; r++) a[r][0] = a[r][1] = vdupq_n_f32(0.0f);                                            \
+        const char * next = w0 + 4 * ws;                                                                              \
+        const size_t step = n >= 16 ? 4 * ws / static_cast<size_t>(n / 16) : 0;                                       \
+        int64_t i = 0;                                                                                                \
+        for (; i + 16 <= n; i += 16) {                                                                                \
+            const char * pf = next + static_cast<size_t>(i / 16) * step;                                              \
+            __builtin_prefetch(pf, 0, 3);                                                                             \
+            __builtin_prefetch(pf + 64, 0, 3);                                                                        \
+            const float32x4_t x0 = vld1q_f32(x + i), x1 = vld1q_f32(x + i + 4);                                       \
+            const float32x4_t x2 = vld1q_f32(x + i + 8), x3 = vld1q_f32(x + i + 12);                                  \
+            for (int r = 0; r < 4; r++) {                                                                             \
+                const uint16x8_t h0 = vld1q_u16(w[r] + i), h1 = vld1q_u16(w[r] + i + 8);                              \
+                a[r][0] = vfmaq_f32(a[r][0], LO(h0), x0);                                                             \
+                a[r][1] = vfmaq_f32(a[r][1], HI(h0), x1);                                                             \
+                a[r][0] = vfmaq_f32(a[r][0], LO(h1), x2);                                                             \
+                a[r][1] = vfmaq_f32(a[r][1], HI(h1), x3);                                                             \
+            }                                                                                                         \
+        }                                                                                                             \
+        float32x4_t s = hsum4f(vaddq_f32(a[0][0], a[0][1]), vaddq_f32(a[1][0], a[1][1]), vaddq_f32(a[2][0], a[2][1]), \
+                               vaddq_f32(a[3][0], a[3][1]));                                                          \
+        if (i < n) { /* (n is a multiple of 32 for a GEMM; kept whole for any n) */                                   \
+            float t[4];                                                                                               \
+            for (int r = 0; r < 4; r++) t[r] = DOT(n - i, w[r] + i, x + i);                                           \
+            s = vaddq_f32(s, vld1q_f32(t));                                                                           \
+        }                                                                                                             \
+        vst1q_f32(out, s);                                                                                            \
+    }                                                                                                                 \
+    static void gemm_##T(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,     \
+                         float * out, size_t ldo) {                                                                   \
+        const char * wb = static_cast<const char *>(w);                                                               \
+        for (int64_t c = 0; c < nc; c++) {                                                                            \
+            const float * xc = reinterpret_cast<const float *>(static_cast<const char *>(x) + c * xs);                \
+            int64_t r = 0;                                                                                            \
+            for (; r + 4 <= nr; r += 4) rows4_##T(n, wb + r * ws, ws, xc, out + c * ldo + r);                         \
+            for (; r < nr; r++) out[c * ldo + r] = DOT(n, reinterpret_cast<const uint16_t *>(wb + r * ws), xc);       \
+        }                                                                                                             \
+    }
+
+LOOPLM_ROWS4_16(f16, f16_lo, f16_hi, dot_f16_f32)
+LOOPLM_ROWS4_16(bf16, bf16_lo, bf16_hi, dot_bf16_f32)
+
+static void gemm_f32(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
+                     float * out, size_t ldo) {
+    gemm_by_dot32(dot_f32, n, w, ws, nr, x, xs, nc, out, ldo);
+}
 
 }  // namespace
 
