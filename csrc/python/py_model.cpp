@@ -210,6 +210,9 @@ class PyModel {
         d["mmap"] = model_.file().mapped();
         d["mlock"] = model_.file().locked();
         d["mlock_error"] = model_.file().lock_error();
+        const RepackedWeights * rp = model_.repacked();  // the x16 copy made at load, if any
+        d["repacked_bytes"] = rp ? rp->bytes() : size_t{0};
+        d["repack_seconds"] = rp ? rp->seconds() : 0.0;
         return d;
     }
 

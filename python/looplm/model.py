@@ -399,6 +399,8 @@ class Model:
         c = self.config
         memory = "mmap" if c["mmap"] else "read into memory"
         memory += ", mlocked" if c["mlock"] else ""
+        if c["repacked_bytes"]:
+            memory += f", {c['repacked_bytes'] / 1e6:.0f} MB repacked to x16 in {c['repack_seconds']:.2f} s"
         return (
             f"looplm: {os.path.basename(self.path)}: {c['arch']}, {c['n_layer']} layers x "
             f"{c['n_loops']} loops, {c['weight_type']}, exit gate {'yes' if c['has_exit_gate'] else 'no'}, "
