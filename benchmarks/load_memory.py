@@ -50,8 +50,10 @@ tok = int(np.argmax(logits))
 t_first = time.perf_counter() - t0
 for _ in range(n_gen - 1):
     tok = int(np.argmax(m.eval([tok])))
+c = m.config
 print(json.dumps({"open_s": t_open, "ttft_s": t_first, "base": base, "after_open": after_open,
-                  "after_decode": status(), "kv_bytes": m.kv_bytes, "n_past": m.n_past}))
+                  "after_decode": status(), "kv_bytes": m.kv_bytes, "n_past": m.n_past,
+                  "repacked_bytes": c["repacked_bytes"], "repack_s": c["repack_seconds"]}))
 """
 
 
@@ -68,9 +70,10 @@ def read_file_s(path: str) -> float:
         os.close(fd)
 
 
-def child(path: str, threads: int, n_gen: int, cold: bool) -> dict:
+def child(path: str, threads: int, n_gen: int, cold: bool, repack: bool = True) -> dict:
+    env = dict(os.environ, LOOPLM_REPACK="1" if repack else "0")
     r = subprocess.run([sys.executable, "-c", CHILD, path, str(threads), str(n_gen), "1" if cold else "0"],
-                       check=True, capture_output=True, text=True)  # fmt: skip
+                       check=True, capture_output=True, text=True, env=env)  # fmt: skip
     return json.loads(r.stdout)
 
 
@@ -89,12 +92,19 @@ def main() -> int:
     read_s = read_file_s(path)
     cold = child(path, args.threads, args.n, True)
     warm = child(path, args.threads, args.n, False)
-    out = {"file": path, "file_bytes": size, "read_file_cold_s": read_s, "cold": cold, "warm": warm}
+    cold_mapped = child(path, args.threads, args.n, True, repack=False)
+    warm_mapped = child(path, args.threads, args.n, False, repack=False)
+    out = {"file": path, "file_bytes": size, "read_file_cold_s": read_s, "cold": cold, "warm": warm,
+           "cold_mapped": cold_mapped, "warm_mapped": warm_mapped}  # fmt: skip
 
     print(f"{Path(path).name}: {size / mib:.0f} MiB; reading it cold with read(): {read_s:.2f} s")
-    print("\n| page cache | open (s) | time to first token (s) |\n|---|---:|---:|")
-    for name, r in (("cold", cold), ("warm", warm)):
-        print(f"| {name} | {r['open_s']:.3f} | {r['ttft_s']:.2f} |")
+    print("\n| weights | page cache | open (s) | of which repack (s) | time to first token (s) | VmRSS after decode (MiB) |")
+    print("|---|---|---:|---:|---:|---:|")
+    for layout, pair in (("repacked x16", (cold, warm)), ("mapped (LOOPLM_REPACK=0)", (cold_mapped, warm_mapped))):
+        for name, r in zip(("cold", "warm"), pair):
+            rp = f"{r['repack_s']:.3f} ({r['repacked_bytes'] / mib:.0f} MiB)" if r["repacked_bytes"] else "-"
+            print(f"| {layout} | {name} | {r['open_s']:.3f} | {rp} | {r['ttft_s']:.2f} | "
+                  f"{r['after_decode']['VmRSS'] / mib:.0f} |")  # fmt: skip
     d = warm["after_decode"]
     interp = warm["base"]["VmRSS"]
     budget = size + warm["kv_bytes"] + 64 * mib
