@@ -5,9 +5,8 @@ test_kernels.py.)"""
 
 from __future__ import annotations
 
-import numpy as np
-
 import looplm
+import numpy as np
 
 TOKENS = [1, 504, 3458, 314, 253, 1345, 30, 2]
 
