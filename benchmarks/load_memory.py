@@ -98,7 +98,9 @@ def main() -> int:
            "cold_mapped": cold_mapped, "warm_mapped": warm_mapped}  # fmt: skip
 
     print(f"{Path(path).name}: {size / mib:.0f} MiB; reading it cold with read(): {read_s:.2f} s")
-    print("\n| weights | page cache | open (s) | of which repack (s) | time to first token (s) | VmRSS after decode (MiB) |")
+    print(
+        "\n| weights | page cache | open (s) | of which repack (s) | time to first token (s) | VmRSS after decode (MiB) |"
+    )
     print("|---|---|---:|---:|---:|---:|")
     for layout, pair in (("repacked x16", (cold, warm)), ("mapped (LOOPLM_REPACK=0)", (cold_mapped, warm_mapped))):
         for name, r in zip(("cold", "warm"), pair):
