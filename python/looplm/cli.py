@@ -193,12 +193,9 @@ def sampling_from(args: argparse.Namespace) -> SamplingParams:
     )
 
 
-def load_model(args: argparse.Namespace):
-    from .generate import load
-
-    if args.type and Path(args.model).expanduser().is_file():
-        raise UsageError(f"--type applies to HF checkpoints; {args.model} is already a GGUF file")
-    opts = {
+def model_options(args: argparse.Namespace) -> dict:
+    """The load options (``looplm.load``'s keywords) of the arguments add_model_options made."""
+    return {
         "kv_fill": args.kv_fill,
         "n_batch": args.batch_size,
         "n_ctx": args.ctx_size,
@@ -214,6 +211,14 @@ def load_model(args: argparse.Namespace):
         "use_mmap": not args.no_mmap,
         "use_mlock": args.mlock,
     }
+
+
+def load_model(args: argparse.Namespace):
+    from .generate import load
+
+    if args.type and Path(args.model).expanduser().is_file():
+        raise UsageError(f"--type applies to HF checkpoints; {args.model} is already a GGUF file")
+    opts = model_options(args)
     if args.type:
         opts["type"] = args.type
     with warnings.catch_warnings():

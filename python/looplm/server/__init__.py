@@ -48,22 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _model_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "kv_fill": args.kv_fill,
-        "n_batch": args.batch_size,
-        "n_ctx": args.ctx_size,
-        "n_threads": args.threads,
-        "loops": args.loops,
-        "kv_type": args.kv_type,
-        "type_k": args.type_k,
-        "type_v": args.type_v,
-        "kv_share": args.kv_share,
-        "exit_threshold": args.exit_threshold,
-        "exit_mode": args.exit_mode,
-        "exit_at_step": args.exit_at_step,
-        "use_mmap": not args.no_mmap,
-        "use_mlock": args.mlock,
-    }
+    from ..cli import model_options
+
+    return model_options(args)
 
 
 def run(args: argparse.Namespace) -> int:
