@@ -43,17 +43,7 @@ BatchContext::BatchContext(const Model & model, const ContextParams & p, int n_s
     for (Seq & s : seqs_) s.kv.reset(new SeqKV(kv));
 }
 
-RunOptions BatchContext::resolve(const RunRequest & r) const {
-    RunOptions o;
-    o.loops = r.loops.value_or(max_loops_);
-    if (o.loops < 1 || o.loops > max_loops_) {
-        throw std::invalid_argument("loops=" + std::to_string(o.loops) + " is outside 1.." +
-                                    std::to_string(max_loops_) + " (the KV cache has slots for " +
-                                    std::to_string(max_loops_) + " loops)");
-    }
-    o.exit = resolve_exit(r.exit, cfg_.exit_threshold, o.loops);
-    return o;
-}
+RunOptions BatchContext::resolve(const RunRequest & r) const { return resolve_run(r, cfg_, max_loops_); }
 
 void BatchContext::reset(int seq) {
     Seq & s = seqs_.at(static_cast<size_t>(seq));

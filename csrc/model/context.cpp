@@ -74,17 +74,19 @@ RunRequest RunRequest::merged(const RunRequest & over) const {
     return r;
 }
 
-RunOptions Context::resolve(const RunRequest & r) const {
+RunOptions resolve_run(const RunRequest & r, const Config & cfg, int max_loops) {
     RunOptions o;
-    o.loops = r.loops.value_or(max_loops_);
-    if (o.loops < 1 || o.loops > max_loops_) {
-        throw std::invalid_argument("loops=" + std::to_string(o.loops) + " is outside 1.." +
-                                    std::to_string(max_loops_) + " (the KV cache has slots for " +
-                                    std::to_string(max_loops_) + " loops; load the model with more loops)");
+    o.loops = r.loops.value_or(max_loops);
+    if (o.loops < 1 || o.loops > max_loops) {
+        throw std::invalid_argument("loops=" + std::to_string(o.loops) + " is outside 1.." + std::to_string(max_loops) +
+                                    " (the KV cache has slots for " + std::to_string(max_loops) +
+                                    " loops; load the model with more loops)");
     }
-    o.exit = resolve_exit(r.exit, cfg_.exit_threshold, o.loops);
+    o.exit = resolve_exit(r.exit, cfg.exit_threshold, o.loops);
     return o;
 }
+
+RunOptions Context::resolve(const RunRequest & r) const { return resolve_run(r, cfg_, max_loops_); }
 
 void Context::reset() {
     n_past_ = 0;

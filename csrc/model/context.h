@@ -56,6 +56,10 @@ struct RunRequest {
     RunRequest merged(const RunRequest & over) const;
 };
 
+// The options of request r for a context with max_loops KV slots of a model of config cfg (its
+// exit threshold); throws std::invalid_argument naming the option at fault.
+RunOptions resolve_run(const RunRequest & r, const Config & cfg, int max_loops);
+
 class Context {
   public:
     Context(const Model & model, const ContextParams & params);
