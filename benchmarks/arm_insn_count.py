@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = ROOT / "benchmarks" / "insn_driver.cpp"
 
-GEMMS = ["q4_0", "q4_1", "q8_0", "q5_0", "q5_1", "q4_K", "q5_K", "q6_K", "f16", "bf16"]
+GEMMS = ["q4_0", "q4_1", "q8_0", "q5_0", "q5_1", "q4_K", "q5_K", "q6_K", "f16", "bf16", "q4_0x16", "q4_1x16"]
 KV = ["kv_dot_q8_0", "kv_dot_q4_0", "kv_axpy_q8_0", "kv_axpy_q4_0"]
 # (set, architecture, qemu CPU model)
 ARM_SETS = [("neon", "aarch64", "cortex-a53"), ("dotprod", "aarch64", "cortex-a76")]

@@ -9,6 +9,8 @@
 // Usage: insn_driver SET KERNEL N ROWS ITERS
 //   SET     a kernel set this CPU runs (ref, neon, dotprod, avx2, ...)
 //   KERNEL  q4_0 q4_1 q8_0 q5_0 q5_1 q4_K q5_K q6_K f16 bf16   the decode GEMM (one column)
+//           q4_0x16 q4_1x16        the same over the x16 layout made at load (kernels/x16.h;
+//                                  the set's own x16 GEMM, or the reference's where it has none)
 //           kv_dot_q8_0 kv_dot_q4_0 kv_axpy_q8_0 kv_axpy_q4_0  ROWS rows of N, one call each
 // Prints "weight_bytes=<bytes of one iteration>" and a checksum of the outputs.
 #include <cstdint>
@@ -30,11 +32,13 @@ namespace {
 struct Gemm {
     const char * name;
     DType type;
+    bool x16;  // the x16 layout (the pattern's bytes read as such: the count does not depend on them)
 };
 
-const Gemm kGemms[] = {{"q4_0", DType::Q4_0}, {"q4_1", DType::Q4_1}, {"q8_0", DType::Q8_0}, {"q5_0", DType::Q5_0},
-                       {"q5_1", DType::Q5_1}, {"q4_K", DType::Q4_K}, {"q5_K", DType::Q5_K}, {"q6_K", DType::Q6_K},
-                       {"f16", DType::F16},   {"bf16", DType::BF16}};
+const Gemm kGemms[] = {{"q4_0", DType::Q4_0, false}, {"q4_1", DType::Q4_1, false},   {"q8_0", DType::Q8_0, false},
+                       {"q5_0", DType::Q5_0, false}, {"q5_1", DType::Q5_1, false},   {"q4_K", DType::Q4_K, false},
+                       {"q5_K", DType::Q5_K, false}, {"q6_K", DType::Q6_K, false},   {"f16", DType::F16, false},
+                       {"bf16", DType::BF16, false}, {"q4_0x16", DType::Q4_0, true}, {"q4_1x16", DType::Q4_1, true}};
 
 // Bytes of a pseudo-random pattern with every 16-bit pair a finite, moderate fp16/bf16 value
 // (so that no float path sees NaN or infinity; the integer quants take any byte).
@@ -114,7 +118,7 @@ int main(int argc, char ** argv) {
         x.resize(static_cast<size_t>(n / QK) * sizeof(block_q8_s));
         k->quantize_q8(act.data(), x.data(), n);
     }
-    const GemmFn fn = gemm_for(*k, g->type);
+    const GemmFn fn = g->x16 ? gemm_x16_for(*k, g->type) : gemm_for(*k, g->type);
     if (!fn) {
         std::fprintf(stderr, "insn_driver: set %s has no GEMM for %s (%s)\n", k->name, g->name, tr.name);
         return 2;
