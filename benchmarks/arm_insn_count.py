@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = ROOT / "benchmarks" / "insn_driver.cpp"
 
-GEMMS = ["q4_0", "q4_1", "q8_0", "q5_0", "q5_1", "q4_K", "q5_K", "q6_K", "f16", "bf16"]
+GEMMS = ["q4_0", "q4_1", "q8_0", "q5_0", "q5_1", "q4_K", "q5_K", "q6_K", "f16", "bf16", "q4_0x16", "q4_1x16"]
 KV = ["kv_dot_q8_0", "kv_dot_q4_0", "kv_axpy_q8_0", "kv_axpy_q4_0"]
 # (set, architecture, qemu CPU model)
 ARM_SETS = [("neon", "aarch64", "cortex-a53"), ("dotprod", "aarch64", "cortex-a76")]
@@ -116,12 +116,15 @@ def count_valgrind(exe: Path, args: list[str]) -> int:
     return int(m.group(1))
 
 
-def per_byte(exe: Path, arch: str, kset: str, cpu: str, kernel: str, n: int, rows: int, iters: int) -> float:
-    """Instructions per weight byte of one kernel: (count at iters - count at 0) / (iters * bytes)."""
+def per_byte(exe: Path, arch: str, kset: str, cpu: str, kernel: str, n: int, rows: int, iters: int, nc: int) -> float:
+    """Instructions per weight byte of one kernel: (count at iters - count at 0) / (iters * bytes).
+
+    With nc activation columns (a GEMM kernel's tile) the weight bytes are counted once per call.
+    """
     counts = []
     wbytes = 0
     for it in (iters, 0):
-        args = [kset, kernel, str(n), str(rows), str(it)]
+        args = [kset, kernel, str(n), str(rows), str(it)] + ([str(nc)] if nc != 1 else [])
         if arch == "aarch64":
             counts.append(count_qemu(exe, cpu, args))
             out = run([shutil.which("qemu-aarch64") or "qemu-aarch64-static", "-cpu", cpu, str(exe), *args]).stdout
@@ -140,6 +143,7 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=64, help="weight rows per call (KV: rows of the cache)")
     ap.add_argument("--kv-n", type=int, default=256, help="KV row length (two heads of 128)")
     ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--nc", type=int, default=1, help="activation columns per GEMM call (1: decode)")
     ap.add_argument("--kernels", default=",".join(GEMMS + KV))
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "looplm-insn-count")
     ap.add_argument("--jobs", type=int, default=int(os.environ.get("LOOPLM_JOBS", "2")))
@@ -165,12 +169,15 @@ def main() -> int:
         cols += [(label, kset, arch, cpu) for label in trees]
     cols += [("after", kset, arch, cpu) for kset, arch, cpu in X86_SETS]
     head = ["kernel"] + [f"{s} {lab}" if arch == "aarch64" else f"x86 {s}" for lab, s, arch, _ in cols]
-    print(f"instructions per weight byte (n={a.n}, {a.rows} rows, KV rows of {a.kv_n}; {a.iters} iterations)")
+    print(
+        f"instructions per weight byte (n={a.n}, {a.rows} rows, {a.nc} column(s), KV rows of {a.kv_n};"
+        f" {a.iters} iterations)"
+    )
     print("| " + " | ".join(head) + " |")
     print("|---|" + "---:|" * len(cols))
     for k in kernels:
         n = a.kv_n if k.startswith("kv_") else a.n
-        vals = [per_byte(exes[lab, arch], arch, s, cpu, k, n, a.rows, a.iters) for lab, s, arch, cpu in cols]
+        vals = [per_byte(exes[lab, arch], arch, s, cpu, k, n, a.rows, a.iters, a.nc) for lab, s, arch, cpu in cols]
         print(f"| {k} | " + " | ".join(f"{v:.3f}" for v in vals) + " |", flush=True)
     return 0
 

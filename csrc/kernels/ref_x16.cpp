@@ -17,63 +17,55 @@ inline int nibble(const uint8_t (&qs)[4][kX16Rows][4], int r, int j) {
     return j < 16 ? (byte & 0x0f) : (byte >> 4);
 }
 
-// One row r of a Q4_0 group (nb group-blocks) against one activation row.
-float dot_q4_0x16(int64_t nb, const block_q4_0x16 * g, int r, const block_q8_s * x) {
+// One row r of a group (nb group-blocks of type G) against one activation row: Q4_0's nibbles
+// offset by -8, Q4_1's plain plus the minimum term.
+template <typename G>
+float dot_x16(int64_t nb, const G * g, int r, const block_q8_s * x) {
+    constexpr bool kQ41 = sizeof(G) == sizeof(block_q4_1x16);
+    constexpr int off = kQ41 ? 0 : 8;
     float sum = 0.0f;
     for (int64_t b = 0; b < nb; b++) {
         int sumi = 0;
         for (int j = 0; j < QK / 2; j++) {
-            sumi += (nibble(g[b].qs, r, j) - 8) * x[b].qs[j];
-            sumi += (nibble(g[b].qs, r, j + QK / 2) - 8) * x[b].qs[j + QK / 2];
+            sumi += (nibble(g[b].qs, r, j) - off) * x[b].qs[j];
+            sumi += (nibble(g[b].qs, r, j + QK / 2) - off) * x[b].qs[j + QK / 2];
         }
-        sum += fp16_to_fp32(g[b].d[r]) * x[b].d * static_cast<float>(sumi);
+        if constexpr (kQ41) {
+            sum += fp16_to_fp32(g[b].d[r]) * x[b].d * static_cast<float>(sumi) + fp16_to_fp32(g[b].m[r]) * x[b].ds;
+        } else {
+            sum += fp16_to_fp32(g[b].d[r]) * x[b].d * static_cast<float>(sumi);
+        }
     }
     return sum;
 }
 
-float dot_q4_1x16(int64_t nb, const block_q4_1x16 * g, int r, const block_q8_s * x) {
-    float sum = 0.0f;
-    for (int64_t b = 0; b < nb; b++) {
-        int sumi = 0;
-        for (int j = 0; j < QK / 2; j++) {
-            sumi += nibble(g[b].qs, r, j) * x[b].qs[j];
-            sumi += nibble(g[b].qs, r, j + QK / 2) * x[b].qs[j + QK / 2];
+// The groups as dot_x16, then the plain tail rows by the plain reference GEMM.
+template <typename G>
+void gemm_x16(GemmFn plain, int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
+              float * out, size_t ldo) {
+    const int64_t nb = n / QK, ng = nr / kX16Rows;
+    const char * wb = static_cast<const char *>(w);
+    for (int64_t c = 0; c < nc; c++) {
+        const block_q8_s * xc = reinterpret_cast<const block_q8_s *>(static_cast<const char *>(x) + c * xs);
+        for (int64_t g = 0; g < ng; g++) {
+            const G * gb = reinterpret_cast<const G *>(wb + g * kX16Rows * ws);
+            for (int r = 0; r < kX16Rows; r++) out[c * ldo + g * kX16Rows + r] = dot_x16(nb, gb, r, xc);
         }
-        sum += fp16_to_fp32(g[b].d[r]) * x[b].d * static_cast<float>(sumi) + fp16_to_fp32(g[b].m[r]) * x[b].ds;
     }
-    return sum;
+    const int64_t done = ng * kX16Rows;
+    plain(n, wb + done * ws, ws, nr - done, x, xs, nc, out + done, ldo);
 }
 
 }  // namespace
 
 void gemm_q4_0x16_ref(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
                       float * out, size_t ldo) {
-    const int64_t nb = n / QK, ng = nr / kX16Rows;
-    const char * wb = static_cast<const char *>(w);
-    for (int64_t c = 0; c < nc; c++) {
-        const block_q8_s * xc = reinterpret_cast<const block_q8_s *>(static_cast<const char *>(x) + c * xs);
-        for (int64_t g = 0; g < ng; g++) {
-            const block_q4_0x16 * gb = reinterpret_cast<const block_q4_0x16 *>(wb + g * kX16Rows * ws);
-            for (int r = 0; r < kX16Rows; r++) out[c * ldo + g * kX16Rows + r] = dot_q4_0x16(nb, gb, r, xc);
-        }
-    }
-    const int64_t done = ng * kX16Rows;  // the plain tail rows
-    kernels_ref.gemm_q4_0(n, wb + done * ws, ws, nr - done, x, xs, nc, out + done, ldo);
+    gemm_x16<block_q4_0x16>(kernels_ref.gemm_q4_0, n, w, ws, nr, x, xs, nc, out, ldo);
 }
 
 void gemm_q4_1x16_ref(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
                       float * out, size_t ldo) {
-    const int64_t nb = n / QK, ng = nr / kX16Rows;
-    const char * wb = static_cast<const char *>(w);
-    for (int64_t c = 0; c < nc; c++) {
-        const block_q8_s * xc = reinterpret_cast<const block_q8_s *>(static_cast<const char *>(x) + c * xs);
-        for (int64_t g = 0; g < ng; g++) {
-            const block_q4_1x16 * gb = reinterpret_cast<const block_q4_1x16 *>(wb + g * kX16Rows * ws);
-            for (int r = 0; r < kX16Rows; r++) out[c * ldo + g * kX16Rows + r] = dot_q4_1x16(nb, gb, r, xc);
-        }
-    }
-    const int64_t done = ng * kX16Rows;
-    kernels_ref.gemm_q4_1(n, wb + done * ws, ws, nr - done, x, xs, nc, out + done, ldo);
+    gemm_x16<block_q4_1x16>(kernels_ref.gemm_q4_1, n, w, ws, nr, x, xs, nc, out, ldo);
 }
 
 }  // namespace looplm

@@ -8,6 +8,7 @@
 
 #include "kernels/kernels.h"
 #include "kernels/kscales.h"
+#include "kernels/x16.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
 
@@ -27,6 +28,23 @@ static inline int32x4_t dot32(int8x16_t a0, int8x16_t a1, int8x16_t x0, int8x16_
 }
 
 #include "kernels/arm/qgemm.inc"
+
+// x16.inc's four rows against one activation block: SDOT by lane, each instruction the 4
+// products of 4 consecutive elements of each row with activation bytes 4c..4c+3 of x0 (low
+// nibbles) or x1 (high nibbles); one chain per quad (a group-block's four quads are independent).
+static inline int32x4_t x16_quad(int32x4_t st, const int8x16_t * w, int8x16_t x0, int8x16_t x1) {
+    int32x4_t s = vdotq_laneq_s32(st, w[0], x0, 0);
+    s = vdotq_laneq_s32(s, w[1], x0, 1);
+    s = vdotq_laneq_s32(s, w[2], x0, 2);
+    s = vdotq_laneq_s32(s, w[3], x0, 3);
+    s = vdotq_laneq_s32(s, w[4], x1, 0);
+    s = vdotq_laneq_s32(s, w[5], x1, 1);
+    s = vdotq_laneq_s32(s, w[6], x1, 2);
+    return vdotq_laneq_s32(s, w[7], x1, 3);
+}
+
+constexpr int kX16Cols = 4;  // 4 quads x 4 columns of accumulators, 8 nibble vectors
+#include "kernels/arm/x16.inc"
 
 // acc + the 16 products of a and b in 4 int32 lanes (SDOT), for kquants.inc.
 static inline int32x4_t sdot16(int32x4_t acc, int8x16_t a, int8x16_t b) { return vdotq_s32(acc, a, b); }
@@ -71,6 +89,13 @@ extern const Kernels kernels_dotprod = {
     kernels_neon.dot_q4_0_f32,
     kernels_neon.axpy_q8_0,
     kernels_neon.axpy_q4_0,  // KV rows
+    gemm_q4_0x16,
+    gemm_q4_1x16,  // the x16 layout (x16.inc)
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,  // no packed K-quant GEMM
 };
 
 }  // namespace looplm

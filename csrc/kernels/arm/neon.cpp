@@ -9,6 +9,7 @@
 #include "kernels/kernels.h"
 #include "kernels/kscales.h"
 #include "kernels/kv_rows.h"
+#include "kernels/x16.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
 
@@ -74,6 +75,31 @@ static inline int32x4_t dot32(int8x16_t a0, int8x16_t a1, int8x16_t x0, int8x16_
 }
 
 #include "kernels/arm/qgemm.inc"
+
+// x16.inc's four rows against one activation block. NEON has no by-lane int8 multiply, so
+// activation bytes 4c..4c+3 are broadcast to every 32-bit lane (one DUP each, shared by the four
+// quads of a group-block); each widening multiply then gives two rows' products in int16 lanes
+// (low half: rows 0-1, high half: rows 2-3), the eight chunk vectors accumulate into two int16x8
+// (8 products per lane, nibbles <= 15 and |x| <= 127: 8 * 1905 = 15240), one pairwise add sums
+// lanes to [r0 r0 r1 r1 r2 r2 r3 r3] (30480 < 32768), one widening pairwise add into st gives
+// [r0 r1 r2 r3].
+static inline int32x4_t x16_quad(int32x4_t st, const int8x16_t * w, int8x16_t x0, int8x16_t x1) {
+    const int32x4_t a = vreinterpretq_s32_s8(x0), b = vreinterpretq_s32_s8(x1);
+    const int8x16_t xr[8] = {vreinterpretq_s8_s32(vdupq_laneq_s32(a, 0)), vreinterpretq_s8_s32(vdupq_laneq_s32(a, 1)),
+                             vreinterpretq_s8_s32(vdupq_laneq_s32(a, 2)), vreinterpretq_s8_s32(vdupq_laneq_s32(a, 3)),
+                             vreinterpretq_s8_s32(vdupq_laneq_s32(b, 0)), vreinterpretq_s8_s32(vdupq_laneq_s32(b, 1)),
+                             vreinterpretq_s8_s32(vdupq_laneq_s32(b, 2)), vreinterpretq_s8_s32(vdupq_laneq_s32(b, 3))};
+    int16x8_t lo = vmull_s8(vget_low_s8(w[0]), vget_low_s8(xr[0]));
+    int16x8_t hi = vmull_high_s8(w[0], xr[0]);
+    for (int i = 1; i < 8; i++) {
+        lo = vmlal_s8(lo, vget_low_s8(w[i]), vget_low_s8(xr[i]));
+        hi = vmlal_high_s8(hi, w[i], xr[i]);
+    }
+    return vpadalq_s16(st, vpaddq_s16(lo, hi));
+}
+
+constexpr int kX16Cols = 2;  // 4 quads x 2 columns of accumulators, 8 nibble and 16 broadcast vectors
+#include "kernels/arm/x16.inc"
 
 // acc + the 16 products of a and b in 4 int32 lanes, for kquants.inc (see there for why the
 // int16 pair sums cannot overflow).
@@ -297,7 +323,9 @@ extern const Kernels kernels_neon = {
     nullptr,  // no packed GEMM
     dot_f16_f32,      dot_f32,          axpy_f16,          axpy_f32,          f32_to_f16, silu_mul,
     gemm_q5_0,        gemm_q5_1,        quantize_q8k,      gemm_q4_K,         gemm_q5_K,  gemm_q6_K,
-    kv_dot_q8_0_neon, kv_dot_q4_0_neon, kv_axpy_q8_0_neon, kv_axpy_q4_0_neon,  // quantized KV rows
+    kv_dot_q8_0_neon, kv_dot_q4_0_neon, kv_axpy_q8_0_neon, kv_axpy_q4_0_neon,           // quantized KV rows
+    gemm_q4_0x16,     gemm_q4_1x16,                                                     // the x16 layout (x16.inc)
+    nullptr,          nullptr,          nullptr,           nullptr,           nullptr,  // no packed K-quant GEMM
 };
 
 }  // namespace looplm

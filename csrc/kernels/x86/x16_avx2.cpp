@@ -7,8 +7,8 @@
 // is at most 2 * 15 * 128 = 3840 in magnitude, so the sum of 8 (30720) cannot overflow. Q4_0's
 // -8 offset is exact in integers: each (column, block) starts from -8 * sum(x).
 //
-// Half-groups (8 rows) pass against up to 4 columns at a time; the weights stream once per
-// kColBlock columns, as in x16_avx512.cpp.
+// Half-groups (8 rows) pass against up to 4 columns at a time; the tiling over columns and
+// groups is kernels/x16_gemm.inc's.
 // Same ISA flags and rules as avx2.cpp (see the SIGILL note in kernels/kernels.h).
 #include <immintrin.h>
 
@@ -20,18 +20,9 @@ namespace looplm {
 
 namespace {
 
-constexpr int kCols = 4;
-constexpr int64_t kColBlock = 64;
-constexpr int64_t kMaxBlocks = kMaxPackedN / QK;
+#include "kernels/x16_gemm.inc"
 
-static inline int32_t bias_total(const block_q8_s & x) {
-    const __m256i b = _mm256_srav_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(x.bias)),
-                                        _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
-}
+constexpr int kCols = 4;  // columns per pass over a group
 
 static inline __m256i bcast4(const int8_t * p) {
     int32_t v;
@@ -79,73 +70,25 @@ static inline __attribute__((always_inline)) void half(const uint8_t * g, int h,
     for (int c = 0; c < NC; c++) _mm256_storeu_ps(out + c * ldo + 8 * h, acc[c]);
 }
 
-typedef void (*HalfFn)(const uint8_t *, int, int64_t, const block_q8_s * const *, const int32_t * const *, float *,
-                       size_t);
-
-#define LOOPLM_X16_HALF(NC)                                                                                      \
-    static void half_q4_0_##NC(const uint8_t * g, int h, int64_t nb, const block_q8_s * const * x,               \
-                               const int32_t * const * st, float * out, size_t ldo) {                            \
-        half(g, h, nb, x, st, out, ldo, NC, false);                                                              \
-    }                                                                                                            \
-    static void half_q4_1_##NC(const uint8_t * g, int h, int64_t nb, const block_q8_s * const * x,               \
-                               const int32_t * const * st, float * out, size_t ldo) {                            \
-        half(g, h, nb, x, st, out, ldo, NC, true);                                                               \
-    }
-LOOPLM_X16_HALF(1)
-LOOPLM_X16_HALF(2)
-LOOPLM_X16_HALF(3)
-LOOPLM_X16_HALF(4)
-#undef LOOPLM_X16_HALF
-
-static const HalfFn kHalfQ4_0[kCols + 1] = {nullptr, half_q4_0_1, half_q4_0_2, half_q4_0_3, half_q4_0_4};
-static const HalfFn kHalfQ4_1[kCols + 1] = {nullptr, half_q4_1_1, half_q4_1_2, half_q4_1_3, half_q4_1_4};
-
-static void gemm_x16(bool q41, int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
-                     int64_t nc, float * out, size_t ldo) {
-    const int64_t nb = n / QK, ng = nr / kX16Rows;
-    const char * wb = static_cast<const char *>(w);
-    const HalfFn * fns = q41 ? kHalfQ4_1 : kHalfQ4_0;
-    static thread_local int32_t starts[kColBlock * kMaxBlocks];
-    for (int64_t c0 = 0; c0 < nc; c0 += kColBlock) {
-        const int64_t cb = nc - c0 < kColBlock ? nc - c0 : kColBlock;
-        const block_q8_s * xc[kColBlock];
-        const int32_t * sc[kColBlock];
-        for (int64_t c = 0; c < cb; c++) {
-            xc[c] = reinterpret_cast<const block_q8_s *>(static_cast<const char *>(x) + (c0 + c) * xs);
-            sc[c] = starts + c * nb;
-            if (!q41) {
-                for (int64_t b = 0; b < nb; b++) starts[c * nb + b] = bias_total(xc[c][b]);
-            }
-        }
-        for (int64_t gi = 0; gi < ng; gi++) {
-            const uint8_t * g = reinterpret_cast<const uint8_t *>(wb + gi * kX16Rows * ws);
-            for (int h = 0; h < 2; h++) {
-                for (int64_t c = 0; c < cb; c += kCols) {
-                    const int64_t k = cb - c < kCols ? cb - c : kCols;
-                    fns[k](g, h, nb, xc + c, sc + c, out + (c0 + c) * ldo + gi * kX16Rows, ldo);
-                }
-            }
-        }
-    }
-    const int64_t done = ng * kX16Rows;
-    if (done < nr) {
-        (q41 ? kernels_avx2.gemm_q4_1 : kernels_avx2.gemm_q4_0)(n, wb + done * ws, ws, nr - done, x, xs, nc,
-                                                                out + done, ldo);
-    }
+// Both halves of a group.
+static inline __attribute__((always_inline)) void group(const uint8_t * g, int64_t nb, const block_q8_s * const * x,
+                                                        const int32_t * const * st, float * out, size_t ldo,
+                                                        const int NC, const bool Q41) {
+    half(g, 0, nb, x, st, out, ldo, NC, Q41);
+    half(g, 1, nb, x, st, out, ldo, NC, Q41);
 }
+
+LOOPLM_X16_GROUP_FNS(group, 1)
+LOOPLM_X16_GROUP_FNS(group, 2)
+LOOPLM_X16_GROUP_FNS(group, 3)
+LOOPLM_X16_GROUP_FNS(group, 4)
+
+static const X16GroupFn kGroupQ4_0[kCols + 1] = {nullptr, group_q4_0_1, group_q4_0_2, group_q4_0_3, group_q4_0_4};
+static const X16GroupFn kGroupQ4_1[kCols + 1] = {nullptr, group_q4_1_1, group_q4_1_2, group_q4_1_3, group_q4_1_4};
 
 }  // namespace
 
-void gemm_q4_0x16_avx2(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
-                       float * out, size_t ldo) {
-    if (n / QK > kMaxBlocks) return gemm_q4_0x16_ref(n, w, ws, nr, x, xs, nc, out, ldo);
-    gemm_x16(false, n, w, ws, nr, x, xs, nc, out, ldo);
-}
-
-void gemm_q4_1x16_avx2(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
-                       float * out, size_t ldo) {
-    if (n / QK > kMaxBlocks) return gemm_q4_1x16_ref(n, w, ws, nr, x, xs, nc, out, ldo);
-    gemm_x16(true, n, w, ws, nr, x, xs, nc, out, ldo);
-}
+LOOPLM_X16_GEMMS(gemm_q4_0x16_avx2, gemm_q4_1x16_avx2, kGroupQ4_0, kGroupQ4_1, kCols, kernels_avx2.gemm_q4_0,
+                 kernels_avx2.gemm_q4_1)
 
 }  // namespace looplm

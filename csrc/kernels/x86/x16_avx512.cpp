@@ -8,9 +8,7 @@
 // Q4_0's -8 offset is exact in integers: each (column, block) starts from -8 * sum(x), the
 // same for all 16 rows (computed once per call from block_q8_s::bias).
 //
-// The weights stream once per kColBlock columns: decoding (1 column) and the batched engine's
-// 2-8 columns read every weight byte once; prompts reuse each group (L1/L2-resident) across
-// a block of 64 quantized activation rows (L2-resident) in passes of up to 8 columns.
+// The tiling over columns and groups is kernels/x16_gemm.inc's, in passes of up to 8 columns.
 // Same ISA flags and rules as avx512.cpp (see the SIGILL note in kernels/kernels.h).
 // gcc 12 warns that _mm512_undefined_ps() inside the conversion intrinsics may be used
 // uninitialized (a false positive: the mask is all ones).
@@ -25,20 +23,9 @@ namespace looplm {
 
 namespace {
 
-constexpr int kCols = 8;                      // columns per pass over a group
-constexpr int64_t kColBlock = 64;             // columns per pass over the weights
-constexpr int64_t kMaxBlocks = kMaxPackedN / QK;
+#include "kernels/x16_gemm.inc"
 
-// -8 * sum(x.qs) of one activation block: bias lanes 0..3 hold -8 * (sums of 4), lanes 4..7
-// the same x16 (exact: shifting them back is a division of a multiple of 16).
-static inline int32_t bias_total(const block_q8_s & x) {
-    const __m256i b = _mm256_srav_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(x.bias)),
-                                        _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
-}
+constexpr int kCols = 8;  // columns per pass over a group
 
 static inline __m512i bcast4(const int8_t * p) {
     int32_t v;
@@ -60,8 +47,8 @@ static inline __attribute__((always_inline)) void group(const uint8_t * g, int64
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t * p = g + b * gbytes;
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(p)));
-        const __m512 mw = Q41 ? _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(p + 32)))
-                              : _mm512_setzero_ps();
+        const __m512 mw =
+            Q41 ? _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(p + 32))) : _mm512_setzero_ps();
         __m512i lo[4], hi[4];
         for (int k = 0; k < 4; k++) {
             const __m512i v = _mm512_loadu_si512(p + qoff + 64 * k);
@@ -88,77 +75,23 @@ static inline __attribute__((always_inline)) void group(const uint8_t * g, int64
     for (int c = 0; c < NC; c++) _mm512_storeu_ps(out + c * ldo, acc[c]);
 }
 
-typedef void (*GroupFn)(const uint8_t *, int64_t, const block_q8_s * const *, const int32_t * const *, float *,
-                        size_t);
+LOOPLM_X16_GROUP_FNS(group, 1)
+LOOPLM_X16_GROUP_FNS(group, 2)
+LOOPLM_X16_GROUP_FNS(group, 3)
+LOOPLM_X16_GROUP_FNS(group, 4)
+LOOPLM_X16_GROUP_FNS(group, 5)
+LOOPLM_X16_GROUP_FNS(group, 6)
+LOOPLM_X16_GROUP_FNS(group, 7)
+LOOPLM_X16_GROUP_FNS(group, 8)
 
-#define LOOPLM_X16_GROUP(NC)                                                                                     \
-    static void group_q4_0_##NC(const uint8_t * g, int64_t nb, const block_q8_s * const * x,                     \
-                                const int32_t * const * st, float * out, size_t ldo) {                           \
-        group(g, nb, x, st, out, ldo, NC, false);                                                                \
-    }                                                                                                            \
-    static void group_q4_1_##NC(const uint8_t * g, int64_t nb, const block_q8_s * const * x,                     \
-                                const int32_t * const * st, float * out, size_t ldo) {                           \
-        group(g, nb, x, st, out, ldo, NC, true);                                                                 \
-    }
-LOOPLM_X16_GROUP(1)
-LOOPLM_X16_GROUP(2)
-LOOPLM_X16_GROUP(3)
-LOOPLM_X16_GROUP(4)
-LOOPLM_X16_GROUP(5)
-LOOPLM_X16_GROUP(6)
-LOOPLM_X16_GROUP(7)
-LOOPLM_X16_GROUP(8)
-#undef LOOPLM_X16_GROUP
-
-static const GroupFn kGroupQ4_0[kCols + 1] = {nullptr,        group_q4_0_1, group_q4_0_2, group_q4_0_3, group_q4_0_4,
-                                              group_q4_0_5,   group_q4_0_6, group_q4_0_7, group_q4_0_8};
-static const GroupFn kGroupQ4_1[kCols + 1] = {nullptr,        group_q4_1_1, group_q4_1_2, group_q4_1_3, group_q4_1_4,
-                                              group_q4_1_5,   group_q4_1_6, group_q4_1_7, group_q4_1_8};
-
-static void gemm_x16(bool q41, int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs,
-                     int64_t nc, float * out, size_t ldo) {
-    const int64_t nb = n / QK, ng = nr / kX16Rows;
-    const char * wb = static_cast<const char *>(w);
-    const GroupFn * fns = q41 ? kGroupQ4_1 : kGroupQ4_0;
-    static thread_local int32_t starts[kColBlock * kMaxBlocks];  // -8 sum(x) per (column, block)
-    for (int64_t c0 = 0; c0 < nc; c0 += kColBlock) {
-        const int64_t cb = nc - c0 < kColBlock ? nc - c0 : kColBlock;
-        const block_q8_s * xc[kColBlock];
-        const int32_t * sc[kColBlock];
-        for (int64_t c = 0; c < cb; c++) {
-            xc[c] = reinterpret_cast<const block_q8_s *>(static_cast<const char *>(x) + (c0 + c) * xs);
-            sc[c] = starts + c * nb;
-            if (!q41) {
-                for (int64_t b = 0; b < nb; b++) starts[c * nb + b] = bias_total(xc[c][b]);
-            }
-        }
-        for (int64_t gi = 0; gi < ng; gi++) {
-            const uint8_t * g = reinterpret_cast<const uint8_t *>(wb + gi * kX16Rows * ws);
-            for (int64_t c = 0; c < cb; c += kCols) {
-                const int64_t k = cb - c < kCols ? cb - c : kCols;
-                fns[k](g, nb, xc + c, sc + c, out + (c0 + c) * ldo + gi * kX16Rows, ldo);
-            }
-        }
-    }
-    const int64_t done = ng * kX16Rows;  // the plain tail rows
-    if (done < nr) {
-        (q41 ? kernels_avx512.gemm_q4_1 : kernels_avx512.gemm_q4_0)(n, wb + done * ws, ws, nr - done, x, xs, nc,
-                                                                    out + done, ldo);
-    }
-}
+static const X16GroupFn kGroupQ4_0[kCols + 1] = {nullptr,      group_q4_0_1, group_q4_0_2, group_q4_0_3, group_q4_0_4,
+                                                 group_q4_0_5, group_q4_0_6, group_q4_0_7, group_q4_0_8};
+static const X16GroupFn kGroupQ4_1[kCols + 1] = {nullptr,      group_q4_1_1, group_q4_1_2, group_q4_1_3, group_q4_1_4,
+                                                 group_q4_1_5, group_q4_1_6, group_q4_1_7, group_q4_1_8};
 
 }  // namespace
 
-void gemm_q4_0x16_avx512(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
-                         float * out, size_t ldo) {
-    if (n / QK > kMaxBlocks) return gemm_q4_0x16_ref(n, w, ws, nr, x, xs, nc, out, ldo);
-    gemm_x16(false, n, w, ws, nr, x, xs, nc, out, ldo);
-}
-
-void gemm_q4_1x16_avx512(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
-                         float * out, size_t ldo) {
-    if (n / QK > kMaxBlocks) return gemm_q4_1x16_ref(n, w, ws, nr, x, xs, nc, out, ldo);
-    gemm_x16(true, n, w, ws, nr, x, xs, nc, out, ldo);
-}
+LOOPLM_X16_GEMMS(gemm_q4_0x16_avx512, gemm_q4_1x16_avx512, kGroupQ4_0, kGroupQ4_1, kCols, kernels_avx512.gemm_q4_0,
+                 kernels_avx512.gemm_q4_1)
 
 }  // namespace looplm
