@@ -18,7 +18,6 @@ from gguf import GGMLQuantizationType as QT
 from gguf_edit import rewrite
 from looplm import _core
 from looplm import reference as R
-from looplm.chat import render
 from looplm.convert import convert_checkpoint
 from looplm.convert.mixture import tensor_type, use_more_bits
 from looplm.convert.requantize import requantize
@@ -188,30 +187,19 @@ def test_requantized_smollm2_answers(smol_q4_k_m):
 
 @pytest.fixture(scope="module")
 def smol_q4_k_m_readme(smol_q4_k_m):
-    """The README's prompt, its answer's tokens (with <|im_end|>) and the float64 reference's
-    logits over the Q4_K_M file's gguf-py-dequantized weights along them (teacher-forced)."""
-    m = looplm.Model(smol_q4_k_m, n_ctx=512)
-    question, system = readme_demo.question_and_system()
-    prompt = render([{"role": "system", "content": system}, {"role": "user", "content": question}],
-                    m.chat_template)  # fmt: skip
-    ids = m.tokenize(prompt, special=True)
-    answer = [*m.tokenize(readme_demo.answer()), m.tokenize("<|im_end|>", special=True)[0]]
-    ref = R.run(*R.load_gguf(smol_q4_k_m), ids + answer[:-1]).chosen_logits
-    return prompt, answer, ref[len(ids) - 1 :]
+    """The README's prompt and answer, and the float64 reference's logits along them over the
+    Q4_K_M file's gguf-py-dequantized weights."""
+    return readme_demo.teacher_forced(looplm.Model(smol_q4_k_m, n_ctx=512), R.load_gguf(smol_q4_k_m))
 
 
 def test_requantized_smollm2_readme_answer_is_the_reference_answer(smol_q4_k_m_readme):
     """Over the Q4_K_M file's own weights in float64, every token of the README's answer wins
     by a clear margin (more than 1 logit), so no kernel's rounding can flip it."""
     _, answer, ref = smol_q4_k_m_readme
-    for i, token in enumerate(answer):
-        second, first = np.sort(ref[i])[-2:]
-        assert ref[i].argmax() == token and first - second > 1.0, (i, first - second)
+    assert min(readme_demo.margins(answer, ref)) > 1.0, readme_demo.margins(answer, ref)
 
 
 @pytest.mark.parametrize("kset", looplm.kernels_available())
 def test_requantized_smollm2_readme_answer_under_every_kernel_set(smol_q4_k_m, smol_q4_k_m_readme, kset):
     prompt, answer, _ = smol_q4_k_m_readme
-    m = looplm.Model(smol_q4_k_m, kernels=kset, n_ctx=512)
-    r = list(looplm.stream_generate(m, prompt, max_tokens=len(answer) + 4, temperature=0))
-    assert [x.token for x in r if x.token is not None] == answer[:-1] and r[-1].finish_reason == "stop"
+    assert readme_demo.greedy_generates(looplm.Model(smol_q4_k_m, kernels=kset, n_ctx=512), prompt, answer)
