@@ -9,6 +9,9 @@ import re
 import shlex
 from pathlib import Path
 
+import looplm
+import numpy as np
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
@@ -43,3 +46,35 @@ def answer() -> str:
     m = re.search(r"It prints `([^`]+)`", README.read_text())
     assert m, "README.md: no 'It prints `...`' after the first command"
     return m.group(1)
+
+
+def teacher_forced(model: looplm.Model, ref: tuple) -> tuple[str, list[int], np.ndarray]:
+    """The README's chat prompt for ``model``, its answer's tokens (with <|im_end|>) and the
+    float64 reference's logits (``ref``: looplm.reference.load_gguf of the same file) at the
+    positions that predict them, teacher-forced along the answer."""
+    from looplm import reference as R
+    from looplm.chat import render
+
+    question, system = question_and_system()
+    prompt = render([{"role": "system", "content": system}, {"role": "user", "content": question}],
+                    model.chat_template)  # fmt: skip
+    ids = model.tokenize(prompt, special=True)
+    tokens = [*model.tokenize(answer()), model.tokenize("<|im_end|>", special=True)[0]]
+    logits = R.run(*ref, ids + tokens[:-1]).chosen_logits
+    return prompt, tokens, logits[len(ids) - 1 :]
+
+
+def margins(tokens: list[int], logits: np.ndarray) -> list[float]:
+    """Per answer token: its logit minus the best other one (negative: another token wins)."""
+    out = []
+    for i, t in enumerate(tokens):
+        others = np.delete(logits[i], t)
+        out.append(float(logits[i][t] - others.max()))
+    return out
+
+
+def greedy_generates(model: looplm.Model, prompt: str, tokens: list[int]) -> bool:
+    """Greedy generation from ``prompt`` gives exactly ``tokens`` (the last one, <|im_end|>,
+    as the stop)."""
+    r = list(looplm.stream_generate(model, prompt, max_tokens=len(tokens) + 4, temperature=0))
+    return [x.token for x in r if x.token is not None] == tokens[:-1] and r[-1].finish_reason == "stop"

@@ -13,6 +13,7 @@ import gguf
 import looplm
 import numpy as np
 import pytest
+import readme_demo
 from gguf import GGMLQuantizationType as QT
 from gguf_edit import rewrite
 from looplm import _core
@@ -165,16 +166,40 @@ def test_quantize_command(tmp_path, make_gguf):
     assert cli("quantize", str(q4), str(bad), "--type", "q4_k_m", "--allow-requantize").returncode == 0
 
 
-def test_requantized_smollm2_answers(smollm_path, tmp_path):
-    """SmolLM2 (Q4_1) requantized to Q4_K_M: the mixture llama.cpp gives it (Q5_0/Q8_0 for
-    the rows of 576, Q4_K/Q6_K for ffn_down), and the README's command prints the README's answer."""
-    import readme_demo
+@pytest.fixture(scope="module")
+def smol_q4_k_m(smollm_path, tmp_path_factory) -> Path:
+    return requantize(smollm_path, tmp_path_factory.mktemp("smolk") / "smol-q4_k_m.gguf", "q4_k_m",
+                      allow_requantize=True).path  # fmt: skip
 
-    out = requantize(smollm_path, tmp_path / "smol-q4_k_m.gguf", "q4_k_m", allow_requantize=True).path
-    types = {t[1] for t in _core.file_info(str(out))["tensors"]}
+
+def test_requantized_smollm2_answers(smol_q4_k_m):
+    """SmolLM2 (Q4_1) requantized to Q4_K_M: the mixture llama.cpp gives it (Q5_0/Q8_0 for
+    the rows of 576, Q4_K/Q6_K for ffn_down), and the README's command prints the README's
+    answer, the one the Q4_1 file prints (tests/test_realweights.py)."""
+    types = {t[1] for t in _core.file_info(str(smol_q4_k_m))["tensors"]}
     assert types == {"F32", "Q5_0", "Q8_0", "Q4_K", "Q6_K"}
     args = readme_demo.run_args()
-    args[args.index("-m") + 1] = str(out)
+    args[args.index("-m") + 1] = str(smol_q4_k_m)
     r = cli("run", *args)
     assert r.returncode == 0, r.stderr
     assert r.stdout == readme_demo.answer() + "\n"
+
+
+@pytest.fixture(scope="module")
+def smol_q4_k_m_readme(smol_q4_k_m):
+    """The README's prompt and answer, and the float64 reference's logits along them over the
+    Q4_K_M file's gguf-py-dequantized weights."""
+    return readme_demo.teacher_forced(looplm.Model(smol_q4_k_m, n_ctx=512), R.load_gguf(smol_q4_k_m))
+
+
+def test_requantized_smollm2_readme_answer_is_the_reference_answer(smol_q4_k_m_readme):
+    """Over the Q4_K_M file's own weights in float64, every token of the README's answer wins
+    by a clear margin (more than 1 logit), so no kernel's rounding can flip it."""
+    _, answer, ref = smol_q4_k_m_readme
+    assert min(readme_demo.margins(answer, ref)) > 1.0, readme_demo.margins(answer, ref)
+
+
+@pytest.mark.parametrize("kset", looplm.kernels_available())
+def test_requantized_smollm2_readme_answer_under_every_kernel_set(smol_q4_k_m, smol_q4_k_m_readme, kset):
+    prompt, answer, _ = smol_q4_k_m_readme
+    assert readme_demo.greedy_generates(looplm.Model(smol_q4_k_m, kernels=kset, n_ctx=512), prompt, answer)

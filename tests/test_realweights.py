@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import readme_demo
 from looplm import reference as R
-from looplm.chat import render
 from looplm.perplexity import perplexity
 
 PROMPT_IDS_TEXT = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
@@ -141,13 +140,7 @@ def test_readme_test_command_installs_no_llm_deps():
 @pytest.fixture(scope="module")
 def readme_reference(smollm, smol_ref):
     """The float64 reference's logits along the README's prompt and answer (teacher-forced)."""
-    question, system = readme_demo.question_and_system()
-    prompt = render([{"role": "system", "content": system}, {"role": "user", "content": question}],
-                    smollm.chat_template)  # fmt: skip
-    ids = smollm.tokenize(prompt, special=True)
-    answer = [*smollm.tokenize(README_ANSWER), smollm.tokenize("<|im_end|>", special=True)[0]]
-    ref = R.run(*smol_ref, ids + answer[:-1]).chosen_logits
-    return prompt, answer, ref[len(ids) - 1 :]
+    return readme_demo.teacher_forced(smollm, smol_ref)
 
 
 def test_readme_answer_is_the_exact_maths_answer_by_a_clear_margin(readme_reference):
@@ -155,14 +148,10 @@ def test_readme_answer_is_the_exact_maths_answer_by_a_clear_margin(readme_refere
     than 1.5 logits: far above the ~0.2 typical and ~1.5 worst-case deviation that 8-bit
     activations cause (docs/numerics.md; "The capital of France?" wins by 0.09)."""
     _, answer, ref = readme_reference
-    for i, token in enumerate(answer):
-        second, first = np.sort(ref[i])[-2:]
-        assert ref[i].argmax() == token and first - second > 1.5, (i, first - second)
+    assert min(readme_demo.margins(answer, ref)) > 1.5, readme_demo.margins(answer, ref)
 
 
 @pytest.mark.parametrize("kset", looplm.kernels_available())
 def test_readme_answer_under_every_kernel_set(smollm_path, readme_reference, kset):
     prompt, answer, _ = readme_reference
-    m = looplm.Model(smollm_path, kernels=kset, n_ctx=512)
-    r = list(looplm.stream_generate(m, prompt, max_tokens=len(answer) + 4, temperature=0))
-    assert [x.token for x in r if x.token is not None] == answer[:-1] and r[-1].finish_reason == "stop"
+    assert readme_demo.greedy_generates(looplm.Model(smollm_path, kernels=kset, n_ctx=512), prompt, answer)
