@@ -57,8 +57,6 @@ extern const Kernels kernels_dotprod = {
     nullptr,
     kernels_neon.dot_f16_f32,
     kernels_neon.dot_f32,
-    kernels_neon.axpy_f16,
-    kernels_neon.axpy_f32,
     kernels_neon.f32_to_f16,
     kernels_neon.silu_mul,
     gemm_q5_0,
@@ -67,10 +65,22 @@ extern const Kernels kernels_dotprod = {
     gemm_q4_K,
     gemm_q5_K,
     gemm_q6_K,
-    kernels_neon.dot_q8_0_f32,
-    kernels_neon.dot_q4_0_f32,
-    kernels_neon.axpy_q8_0,
-    kernels_neon.axpy_q4_0,  // KV rows
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,  // no x16 / packed K GEMMs
+    kernels_neon.scores_f32,
+    kernels_neon.scores_f16,
+    kernels_neon.scores_q8_0,
+    kernels_neon.scores_q4_0,
+    kernels_neon.wsum_f32,
+    kernels_neon.wsum_f16,
+    kernels_neon.wsum_q8_0,
+    kernels_neon.wsum_q4_0,
+    kernels_neon.exp_sum,  // KV row runs (kv_neon.cpp)
 };
 
 }  // namespace looplm
