@@ -40,18 +40,39 @@ void store_row(const Kernels & k, DType t, int64_t n, const float * x, void * ds
     }
 }
 
-// Calls f(i, row, count) for the runs of rows of indices [i0, i1) of one slot, one run per
-// page: rows i .. i + count - 1 (counting from 0) start at row (the row's first byte), a row
-// stride apart.
+// Calls f(i, row, count, next, next_count) for the runs of rows of indices [i0, i1) of one slot,
+// one run per page: rows i .. i + count - 1 (counting from 0) start at row (the row's first
+// byte), a row stride apart; next / next_count are the following run's (nullptr / 0 at the end).
 template <typename F>
 void for_runs(const KVCache & c, int slot, bool values, int64_t i0, int64_t i1, F && f) {
     const int64_t P = c.page_positions();
     const size_t stride = values ? c.row_bytes_v() : c.row_bytes_k();
+    auto run = [&](int64_t t, int64_t & end) {
+        const int64_t page = t / P;
+        end = (page + 1) * P < i1 ? (page + 1) * P : i1;
+        return (values ? c.v_page(slot, page) : c.k_page(slot, page)) + (t - page * P) * stride;
+    };
+    if (i0 >= i1) return;
+    int64_t end = 0;
+    const uint8_t * row = run(i0, end);
     for (int64_t t = i0; t < i1;) {
-        const int64_t page = t / P, end = (page + 1) * P < i1 ? (page + 1) * P : i1;
-        const uint8_t * row = (values ? c.v_page(slot, page) : c.k_page(slot, page)) + (t - page * P) * stride;
-        f(t - i0, row, end - t);
+        int64_t next_end = end;
+        const uint8_t * next = end < i1 ? run(end, next_end) : nullptr;
+        f(t - i0, row, end - t, next, next_end - end);
         t = end;
+        row = next;
+        end = next_end;
+    }
+}
+
+// Asks for the cache lines of `bytes` bytes at p, in each of count rows a stride apart (the
+// rows of one head in the next page: fetched while this page is computed; the cache's pages
+// are separate allocations, so the hardware prefetchers do not cross into them).
+void prefetch_rows(const uint8_t * p, size_t stride, int64_t count, size_t bytes) {
+    for (int64_t r = 0; r < count; r++, p += stride) {
+        const uintptr_t first = reinterpret_cast<uintptr_t>(p) & ~uintptr_t(63),
+                        last = reinterpret_cast<uintptr_t>(p) + bytes;
+        for (uintptr_t a = first; a < last; a += 64) __builtin_prefetch(reinterpret_cast<const void *>(a));
     }
 }
 
@@ -107,22 +128,30 @@ void Attention::attend(const float * q, const KVView & view, const int32_t * pos
             // scores[t] for t < n_hist from the history, the rest from the current slot
             auto scores_of = [&](const KVCache & c, int slot, int64_t i0, int64_t i1, int64_t first) {
                 const KvScoresFn f = scores_fn(k_, c.type_k());
-                for_runs(c, slot, false, i0, i1, [&](int64_t i, const uint8_t * row, int64_t count) {
-                    for (int h = h0; h < h1; h++) {
-                        const float * qh = q + (r * n_head + h) * head_dim;
-                        f(head_dim, row + kv_off(c.type_k(), h), c.row_bytes_k(), count, qh, scale,
-                          scores + (h - h0) * s_stride + first + i);
-                    }
-                });
+                const size_t head_bytes = kv_row_bytes(c.type_k(), head_dim);
+                for_runs(c, slot, false, i0, i1,
+                         [&](int64_t i, const uint8_t * row, int64_t count, const uint8_t * next, int64_t n_next) {
+                             for (int h = h0; h < h1; h++) {
+                                 if (next)
+                                     prefetch_rows(next + kv_off(c.type_k(), h), c.row_bytes_k(), n_next, head_bytes);
+                                 const float * qh = q + (r * n_head + h) * head_dim;
+                                 f(head_dim, row + kv_off(c.type_k(), h), c.row_bytes_k(), count, qh, scale,
+                                   scores + (h - h0) * s_stride + first + i);
+                             }
+                         });
             };
             auto values_of = [&](const KVCache & c, int slot, int64_t i0, int64_t i1, int64_t first) {
                 const KvWsumFn f = wsum_fn(k_, c.type_v());
-                for_runs(c, slot, true, i0, i1, [&](int64_t i, const uint8_t * row, int64_t count) {
-                    for (int h = h0; h < h1; h++) {
-                        f(head_dim, row + kv_off(c.type_v(), h), c.row_bytes_v(), count,
-                          scores + (h - h0) * s_stride + first + i, out + (r * n_head + h) * head_dim);
-                    }
-                });
+                const size_t head_bytes = kv_row_bytes(c.type_v(), head_dim);
+                for_runs(c, slot, true, i0, i1,
+                         [&](int64_t i, const uint8_t * row, int64_t count, const uint8_t * next, int64_t n_next) {
+                             for (int h = h0; h < h1; h++) {
+                                 if (next)
+                                     prefetch_rows(next + kv_off(c.type_v(), h), c.row_bytes_v(), n_next, head_bytes);
+                                 f(head_dim, row + kv_off(c.type_v(), h), c.row_bytes_v(), count,
+                                   scores + (h - h0) * s_stride + first + i, out + (r * n_head + h) * head_dim);
+                             }
+                         });
             };
             if (hist) scores_of(*hist, view.hist_slot, 0, n_hist, 0);
             scores_of(cur, view.slot, n_hist - view.base, n_pos - view.base, n_hist);
