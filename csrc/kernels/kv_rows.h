@@ -34,4 +34,9 @@ LOOPLM_KV_DECLS(neon)
 
 #undef LOOPLM_KV_DECLS
 
+// A table's members scores_f32 .. exp_sum, from functions named PRE<member>SUF.
+#define LOOPLM_KV_ENTRIES(PRE, SUF)                                                                               \
+    PRE##scores_f32##SUF, PRE##scores_f16##SUF, PRE##scores_q8_0##SUF, PRE##scores_q4_0##SUF, PRE##wsum_f32##SUF, \
+        PRE##wsum_f16##SUF, PRE##wsum_q8_0##SUF, PRE##wsum_q4_0##SUF, PRE##exp_sum##SUF
+
 }  // namespace looplm

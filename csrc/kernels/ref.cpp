@@ -5,6 +5,7 @@
 
 #include "kernels/kernels.h"
 #include "kernels/kpack.h"
+#include "kernels/kv_rows.h"
 #include "kernels/ref_kquants.h"
 #include "kernels/x16.h"
 #include "quant/blocks.h"
@@ -256,16 +257,8 @@ extern const Kernels kernels_ref = {
     packed_x8k_bytes_ref,
     gemm8_q4_K_ref,
     gemm8_q5_K_ref,
-    gemm8_q6_K_ref,  // the packed K layout's spec
-    scores_f32,
-    scores_f16,
-    scores_q8_0,
-    scores_q4_0,
-    wsum_f32,
-    wsum_f16,
-    wsum_q8_0,
-    wsum_q4_0,
-    exp_sum,  // attention over runs of KV rows
+    gemm8_q6_K_ref,         // the packed K layout's spec
+    LOOPLM_KV_ENTRIES(, ),  // attention over runs of KV rows
 };
 
 }  // namespace looplm

@@ -124,34 +124,36 @@ void Attention::attend(const float * q, const KVView & view, const int32_t * pos
             task = row_end;
             const int64_t n_pos = pos[r] + 1;
             float * scores = scratch_[static_cast<size_t>(ith)].data();  // head h at (h - h0) * s_stride
-            auto kv_off = [&](DType t, int h) { return kv_row_bytes(t, static_cast<int64_t>(h / group) * head_dim); };
-            // scores[t] for t < n_hist from the history, the rest from the current slot
-            auto scores_of = [&](const KVCache & c, int slot, int64_t i0, int64_t i1, int64_t first) {
-                const KvScoresFn f = scores_fn(k_, c.type_k());
-                const size_t head_bytes = kv_row_bytes(c.type_k(), head_dim);
-                for_runs(c, slot, false, i0, i1,
+            // g(h, i, rows, stride, count) for every run of a page of the slot's key (values
+            // false) or value rows of index [i0, i1) and every head h of the group, the rows of
+            // that head's kv head, the same head's rows of the next run asked for meanwhile
+            auto head_runs = [&](const KVCache & c, int slot, bool values, int64_t i0, int64_t i1, auto && g) {
+                const DType t = values ? c.type_v() : c.type_k();
+                const size_t stride = values ? c.row_bytes_v() : c.row_bytes_k(), bytes = kv_row_bytes(t, head_dim);
+                for_runs(c, slot, values, i0, i1,
                          [&](int64_t i, const uint8_t * row, int64_t count, const uint8_t * next, int64_t n_next) {
                              for (int h = h0; h < h1; h++) {
-                                 if (next)
-                                     prefetch_rows(next + kv_off(c.type_k(), h), c.row_bytes_k(), n_next, head_bytes);
-                                 const float * qh = q + (r * n_head + h) * head_dim;
-                                 f(head_dim, row + kv_off(c.type_k(), h), c.row_bytes_k(), count, qh, scale,
-                                   scores + (h - h0) * s_stride + first + i);
+                                 const size_t off = kv_row_bytes(t, static_cast<int64_t>(h / group) * head_dim);
+                                 if (next) prefetch_rows(next + off, stride, n_next, bytes);
+                                 g(h, i, row + off, stride, count);
                              }
                          });
             };
+            // scores[t] for t < n_hist from the history, the rest from the current slot
+            auto scores_of = [&](const KVCache & c, int slot, int64_t i0, int64_t i1, int64_t first) {
+                const KvScoresFn f = scores_fn(k_, c.type_k());
+                head_runs(c, slot, false, i0, i1,
+                          [&](int h, int64_t i, const uint8_t * rows, size_t stride, int64_t n) {
+                              f(head_dim, rows, stride, n, q + (r * n_head + h) * head_dim, scale,
+                                scores + (h - h0) * s_stride + first + i);
+                          });
+            };
             auto values_of = [&](const KVCache & c, int slot, int64_t i0, int64_t i1, int64_t first) {
                 const KvWsumFn f = wsum_fn(k_, c.type_v());
-                const size_t head_bytes = kv_row_bytes(c.type_v(), head_dim);
-                for_runs(c, slot, true, i0, i1,
-                         [&](int64_t i, const uint8_t * row, int64_t count, const uint8_t * next, int64_t n_next) {
-                             for (int h = h0; h < h1; h++) {
-                                 if (next)
-                                     prefetch_rows(next + kv_off(c.type_v(), h), c.row_bytes_v(), n_next, head_bytes);
-                                 f(head_dim, row + kv_off(c.type_v(), h), c.row_bytes_v(), count,
-                                   scores + (h - h0) * s_stride + first + i, out + (r * n_head + h) * head_dim);
-                             }
-                         });
+                head_runs(c, slot, true, i0, i1, [&](int h, int64_t i, const uint8_t * rows, size_t stride, int64_t n) {
+                    f(head_dim, rows, stride, n, scores + (h - h0) * s_stride + first + i,
+                      out + (r * n_head + h) * head_dim);
+                });
             };
             if (hist) scores_of(*hist, view.hist_slot, 0, n_hist, 0);
             scores_of(cur, view.slot, n_hist - view.base, n_pos - view.base, n_hist);

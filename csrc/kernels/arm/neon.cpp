@@ -289,16 +289,8 @@ extern const Kernels kernels_neon = {
     nullptr,
     nullptr,
     nullptr,
-    nullptr,  // no x16 / packed K GEMMs
-    kv_scores_f32_neon,
-    kv_scores_f16_neon,
-    kv_scores_q8_0_neon,
-    kv_scores_q4_0_neon,
-    kv_wsum_f32_neon,
-    kv_wsum_f16_neon,
-    kv_wsum_q8_0_neon,
-    kv_wsum_q4_0_neon,
-    kv_exp_sum_neon,  // attention over runs of KV rows (kv_neon.cpp)
+    nullptr,                        // no x16 / packed K GEMMs
+    LOOPLM_KV_ENTRIES(kv_, _neon),  // attention over runs of KV rows (kv_neon.cpp)
 };
 
 }  // namespace looplm

@@ -248,16 +248,8 @@ extern const Kernels kernels_avx2 = {
     packed_x8k_bytes_ref,
     gemm8_q4_K,
     gemm8_q5_K,
-    gemm8_q6_K,  // kgemm.inc, maddubs
-    kv_scores_f32_avx2,
-    kv_scores_f16_avx2,
-    kv_scores_q8_0_avx2,
-    kv_scores_q4_0_avx2,
-    kv_wsum_f32_avx2,
-    kv_wsum_f16_avx2,
-    kv_wsum_q8_0_avx2,
-    kv_wsum_q4_0_avx2,
-    kv_exp_sum_avx2,  // attention over runs of KV rows (kv_avx2.cpp)
+    gemm8_q6_K,                     // kgemm.inc, maddubs
+    LOOPLM_KV_ENTRIES(kv_, _avx2),  // attention over runs of KV rows (kv_avx2.cpp)
 };
 
 }  // namespace looplm
