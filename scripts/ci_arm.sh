@@ -136,7 +136,8 @@ t0=$(date +%s)
 native="$tmp/native"
 build "$native"
 if [ "$(uname -m)" = x86_64 ]; then
-    check_isa_objects nm "$native" csrc/kernels/x86/avx2.cpp csrc/kernels/x86/avx512.cpp csrc/kernels/x86/avx512_gemm.cpp
+    check_isa_objects nm "$native" csrc/kernels/x86/avx2.cpp csrc/kernels/x86/avx512.cpp csrc/kernels/x86/avx512_gemm.cpp \
+        csrc/kernels/x86/kv_avx2.cpp csrc/kernels/x86/kv_avx512.cpp
 fi
 echo "ci_arm: CTest native ($(uname -m))"
 run_ctest "$native"

@@ -90,37 +90,91 @@ def test_attention_helpers(kset, n):
     ref = float(a16.astype(np.float64) @ b.astype(np.float64))
     assert _core.kernel_vec(kset, "dot_f16", a16.view(np.uint16), b) == pytest.approx(ref, rel=1e-5, abs=1e-5)
     assert _core.kernel_vec(kset, "dot_f32", a, b) == pytest.approx(float(a.astype(np.float64) @ b), rel=1e-5, abs=1e-5)
-    y = _core.kernel_vec(kset, "axpy_f16", a16.view(np.uint16), b, 0.37)
-    np.testing.assert_allclose(y, b + np.float32(0.37) * a16.astype(np.float32), rtol=1e-6, atol=1e-6)
-    y = _core.kernel_vec(kset, "axpy_f32", a, b, -1.5)
-    np.testing.assert_allclose(y, b - 1.5 * a, rtol=1e-6, atol=1e-6)
     big = np.concatenate([a, [65504.0, 65520.0, 1e-8, -0.0, 6e-5, 3e-8]]).astype(np.float32)
     with np.errstate(over="ignore"):
         expect = big.astype(np.float16).view(np.uint16)
     np.testing.assert_array_equal(_core.kernel_vec(kset, "f32_to_f16", big, big), expect)
 
 
-@pytest.mark.parametrize("kset", KERNEL_SETS)
-@pytest.mark.parametrize("qtype", [QT.Q8_0, QT.Q4_0])
-@pytest.mark.parametrize("n", [32, 128, 2048])
-def test_quantized_kv_rows(kset, qtype, n):
-    """Quantized KV rows read in place: the dot with an f32 query and y += a * row against
-    gguf-py's dequantized row in float64, and against the scalar reference set."""
-    name = "q8_0" if qtype == QT.Q8_0 else "q4_0"
-    row = (RNG.standard_normal(n) * 3).astype(np.float32)
-    raw = gguf.quants.quantize(row[None], qtype)[0]
-    deq = gguf.quants.dequantize(raw, qtype).reshape(-1).astype(np.float64)
+KV_TYPES = [QT.F32, QT.F16, QT.Q8_0, QT.Q4_0]
+
+
+def kv_rows(qtype: QT, nrows: int, n: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """(raw KV rows [nrows, row bytes + pad] as the cache holds them, a stride apart, their
+    gguf-py dequantized values in float64)."""
+    raw, deq = weights(qtype, nrows, n)
+    raw = raw.reshape(nrows, -1)
+    padded = np.full((nrows, raw.shape[1] + pad), 0xA5, np.uint8)  # garbage between rows
+    padded[:, : raw.shape[1]] = raw
+    return padded, deq.reshape(nrows, n).astype(np.float64)
+
+
+@pytest.mark.parametrize("qtype", KV_TYPES, ids=lambda t: t.name)
+@pytest.mark.parametrize(("nrows", "n"), [(1, 32), (7, 64), (8, 128), (13, 128), (32, 128), (19, 96), (9, 256)])
+def test_kv_runs_match_numpy_and_reference(qtype, nrows, n):
+    """Scores and weighted sums over a run of KV rows a stride apart: the scalar reference
+    against float64 NumPy on gguf-py's dequantized rows, every set against the reference."""
+    raw, deq = kv_rows(qtype, nrows, n, pad=40)
     q = RNG.standard_normal(n).astype(np.float32)
-    got = _core.kernel_vec(kset, f"dot_{name}", raw, q)
-    expect = float(deq @ q)
-    scale = float(np.abs(deq * q).sum())
-    assert abs(got - expect) <= 1e-5 * scale, (got, expect)
-    assert abs(got - _core.kernel_vec("ref", f"dot_{name}", raw, q)) <= 1e-5 * scale
-    y = _core.kernel_vec(kset, f"axpy_{name}", raw, q, 0.37)
-    np.testing.assert_allclose(y, q + 0.37 * deq, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(y, _core.kernel_vec("ref", f"axpy_{name}", raw, q, 0.37), rtol=1e-6, atol=1e-6)
+    w = RNG.random(nrows).astype(np.float32)
+    acc = RNG.standard_normal(n).astype(np.float32)
+    expect_s = 0.125 * (deq @ q.astype(np.float64))
+    expect_o = acc + w.astype(np.float64) @ deq
+    tol_s = 1e-5 * 0.125 * (np.abs(deq) @ np.abs(q.astype(np.float64))) + 1e-7
+    tol_o = 1e-5 * (np.abs(acc) + w.astype(np.float64) @ np.abs(deq)) + 1e-7
+    ref_s = _core.kernel_kv_scores("ref", int(qtype), raw, n, q, 0.125)
+    ref_o = _core.kernel_kv_wsum("ref", int(qtype), raw, n, w, acc)
+    assert np.all(np.abs(ref_s - expect_s) <= tol_s)
+    assert np.all(np.abs(ref_o - expect_o) <= tol_o)
+    for kset in KERNEL_SETS:
+        got_s = _core.kernel_kv_scores(kset, int(qtype), raw, n, q, 0.125)
+        got_o = _core.kernel_kv_wsum(kset, int(qtype), raw, n, w, acc)
+        assert np.all(np.abs(got_s - ref_s) <= tol_s), kset
+        assert np.all(np.abs(got_o - ref_o) <= tol_o), kset
+
+
+@pytest.mark.parametrize("kset", KERNEL_SETS)
+@pytest.mark.parametrize("qtype", [QT.F32, QT.F16], ids=lambda t: t.name)
+@pytest.mark.parametrize("n", [1, 7, 20, 100, 133])
+def test_kv_runs_float_any_length(kset, qtype, n):
+    """Float rows of any length (the vector kernels' tails), 11 rows: 8 per pass plus 3."""
+    raw, deq = kv_rows(qtype, 11, n, pad=6)
+    q = RNG.standard_normal(n).astype(np.float32)
+    w = RNG.random(11).astype(np.float32)
+    acc = RNG.standard_normal(n).astype(np.float32)
+    s = _core.kernel_kv_scores(kset, int(qtype), raw, n, q, 0.5)
+    np.testing.assert_allclose(s, 0.5 * (deq @ q), rtol=1e-5, atol=1e-5)
+    o = _core.kernel_kv_wsum(kset, int(qtype), raw, n, w, acc)
+    np.testing.assert_allclose(o, acc + w.astype(np.float64) @ deq, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kset", KERNEL_SETS)
+def test_kv_run_bad_input(kset):
+    raw, _ = kv_rows(QT.Q8_0, 4, 64, pad=0)
+    with pytest.raises(ValueError, match="rows shape mismatch"):
+        _core.kernel_kv_scores(kset, int(QT.Q8_0), raw[:, :-1], 64, np.zeros(64, np.float32))
+    with pytest.raises(ValueError, match="bad row length"):
+        _core.kernel_kv_scores(kset, int(QT.Q8_0), raw, 48, np.zeros(48, np.float32))
+    with pytest.raises(ValueError, match="not supported"):
+        _core.kernel_kv_wsum(kset, int(QT.Q4_1), raw, 64, np.zeros(4, np.float32), np.zeros(64, np.float32))
     with pytest.raises(ValueError, match="length mismatch"):
-        _core.kernel_vec(kset, f"dot_{name}", raw[:-1], q)
+        _core.kernel_kv_wsum(kset, int(QT.Q8_0), raw, 64, np.zeros(3, np.float32), np.zeros(64, np.float32))
+
+
+@pytest.mark.parametrize("kset", KERNEL_SETS)
+@pytest.mark.parametrize("n", [1, 8, 37, 1000])
+def test_exp_sum(kset, n):
+    """Softmax numerator: exp(x - m) within ~2 ulp of float64 NumPy's exp of the f32 difference,
+    and its sum."""
+    x = (RNG.standard_normal(n) * 10).astype(np.float32)
+    x[0] = -200.0  # far below the max: a tiny value (or 0), not NaN
+    m = float(x.max())
+    got, total = _core.kernel_exp_sum(kset, x, m)
+    expect = np.exp((x - np.float32(m)).astype(np.float64))
+    assert np.all(np.abs(got - expect) <= 2.5e-7 * expect + 1e-37)
+    assert total == pytest.approx(float(expect.sum()), rel=1e-6)
+    ref, _ = _core.kernel_exp_sum("ref", x, m)
+    assert np.all(np.abs(got - ref) <= 2.5e-7 * expect + 1e-37)
 
 
 @pytest.mark.parametrize("kset", KERNEL_SETS)

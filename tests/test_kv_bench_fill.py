@@ -93,10 +93,14 @@ def test_decoding_after_the_fill_equals_reference(head32, share, kv_type):
     got = np.stack([m.eval([t]) for t in (7, 300, 12)])
     cfg, w = R.load_gguf(path)
     ref = R.run(cfg, w, [7, 300, 12], kv_share=share, chunks=[1, 1, 1], type_k=kv_type, type_v=kv_type, past=past)
-    assert float(np.abs(got - ref.chosen_logits).max() / np.abs(ref.chosen_logits).max()) < 1e-4
-    # the test can fail: without the filled history the logits differ
+    # Measured: 2e-7, except where one quant of a decoded token's stored row flips at a rounding
+    # boundary (rounded from f32 here, from float64 in the reference): 2.4e-3 (q8_0, last,
+    # avx512). Hence 1e-2 for q8_0 (as tests/test_kv_quant.py); f32 KV: 1e-4.
+    tol = 1e-4 if kv_type == "f32" else 1e-2
+    assert float(np.abs(got - ref.chosen_logits).max() / np.abs(ref.chosen_logits).max()) < tol
+    # the test can fail: without the filled history the logits differ (measured: by 1.2-1.4)
     fresh = R.run(cfg, w, [7, 300, 12], kv_share=share, chunks=[1, 1, 1], type_k=kv_type, type_v=kv_type)
-    assert float(np.abs(got - fresh.chosen_logits).max() / np.abs(fresh.chosen_logits).max()) > 1e-3
+    assert float(np.abs(got - fresh.chosen_logits).max() / np.abs(fresh.chosen_logits).max()) > 0.1
 
 
 def test_bench_decodes_at_depth(head32):

@@ -28,6 +28,15 @@ namespace looplm {
 // F16/BF16/F32), xstride bytes apart. n is a multiple of 32.
 // (GemmFn is declared in quant/traits.h, whose rows point at a set's GEMM members.)
 
+// A run of nrows KV cache rows, `stride` bytes apart, of n elements each:
+//   KvScoresFn: out[r] = scale * sum_j row_r[j] * q[j]          for r < nrows
+//   KvWsumFn:   acc[j] += sum_r w[r] * row_r[j]                  for j < n
+// (quantized rows as their dequantized values; only the float summation order may differ
+// from kernels/ref.cpp).
+typedef void (*KvScoresFn)(int64_t n, const void * rows, size_t stride, int64_t nrows, const float * q, float scale,
+                           float * out);
+typedef void (*KvWsumFn)(int64_t n, const void * rows, size_t stride, int64_t nrows, const float * w, float * acc);
+
 struct Kernels {
     const char * name;
     // f32 activations -> block_q8_s (n a multiple of 32); bit-exact with
@@ -51,11 +60,9 @@ struct Kernels {
     GemmFn gemm8_q4_1;
     GemmFn gemm8_q8_0;
 
-    // Attention over the KV cache (F16 or F32 rows); any n.
+    // Dots of 16-bit / f32 rows with f32 (the float GEMMs' tiles); any n.
     float (*dot_f16_f32)(int64_t n, const uint16_t * a, const float * b);
     float (*dot_f32)(int64_t n, const float * a, const float * b);
-    void (*axpy_f16)(int64_t n, float a, const uint16_t * x, float * y);  // y += a * x
-    void (*axpy_f32)(int64_t n, float a, const float * x, float * y);
     void (*f32_to_f16)(int64_t n, const float * x, uint16_t * y);  // round to nearest even
     // The MLP's gate: g = silu(g) * u = g * u / (1 + exp(-g)); exp within ~2 ulp.
     void (*silu_mul)(int64_t n, float * g, const float * u);
@@ -70,13 +77,6 @@ struct Kernels {
     GemmFn gemm_q5_K;
     GemmFn gemm_q6_K;
 
-    // Attention over a quantized KV cache (model/attention.cpp), n a multiple of 32: the dot
-    // of one Q8_0 / Q4_0 key row with an f32 query, and y += a * one Q8_0 / Q4_0 value row.
-    float (*dot_q8_0_f32)(int64_t n, const void * k, const float * q);
-    float (*dot_q4_0_f32)(int64_t n, const void * k, const float * q);
-    void (*axpy_q8_0)(int64_t n, float a, const void * x, float * y);
-    void (*axpy_q4_0)(int64_t n, float a, const void * x, float * y);
-
     // Q4_0 / Q4_1 weights in the interleaved x16 layout made at load (kernels/x16.h); nullptr
     // where a set has none (gemm_x16_for then gives the scalar reference's).
     GemmFn gemm_q4_0x16;
@@ -90,6 +90,22 @@ struct Kernels {
     GemmFn gemm8_q4_K;
     GemmFn gemm8_q5_K;
     GemmFn gemm8_q6_K;
+
+    // Attention over a run of KV cache rows (model/attention.cpp), one member per row type
+    // (KvScoresFn / KvWsumFn above; the SIMD ones in kernels/kv_rows.h): scores_* gives out[r] = scale * dot(row r, q),
+    // wsum_* adds sum_r w[r] * row r into acc. Rows hold n elements (any n for F32/F16, a
+    // multiple of 32 for Q8_0/Q4_0) and lie `stride` bytes apart.
+    KvScoresFn scores_f32;
+    KvScoresFn scores_f16;
+    KvScoresFn scores_q8_0;
+    KvScoresFn scores_q4_0;
+    KvWsumFn wsum_f32;
+    KvWsumFn wsum_f16;
+    KvWsumFn wsum_q8_0;
+    KvWsumFn wsum_q4_0;
+    // Softmax numerator: x[i] = exp(x[i] - m) for i < n, returns their sum; exp within ~2 ulp
+    // for x[i] - m in [-87, 0] (below that the result may be a tiny normal instead of 0).
+    float (*exp_sum)(int64_t n, float * x, float m);
 };
 
 constexpr int64_t kMaxPackedN = 16384;

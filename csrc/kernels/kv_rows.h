@@ -1,27 +1,42 @@
-// kernels/kv_rows.h - the quantized KV-row kernels of each instruction set (Kernels::dot_q8_0_f32,
-// dot_q4_0_f32, axpy_q8_0, axpy_q4_0), each set's in its own file (x86/kv_avx2.cpp,
-// x86/kv_avx512.cpp, arm/kv_neon.cpp) with that file's ISA flags; the tables take them from here.
+// kernels/kv_rows.h - each instruction set's kernels of runs of KV cache rows (Kernels::scores_*,
+// wsum_*, exp_sum; KvScoresFn / KvWsumFn in kernels/kernels.h), each set's in its own file
+// (x86/kv_avx2.cpp, x86/kv_avx512.cpp, arm/kv_neon.cpp) with that file's ISA flags; the tables
+// take them from here.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace looplm {
 
+#define LOOPLM_KV_DECLS(ISA)                                                                                           \
+    void kv_scores_f32_##ISA(int64_t n, const void * rows, size_t stride, int64_t nrows, const float * q, float scale, \
+                             float * out);                                                                             \
+    void kv_scores_f16_##ISA(int64_t n, const void * rows, size_t stride, int64_t nrows, const float * q, float scale, \
+                             float * out);                                                                             \
+    void kv_scores_q8_0_##ISA(int64_t n, const void * rows, size_t stride, int64_t nrows, const float * q,             \
+                              float scale, float * out);                                                               \
+    void kv_scores_q4_0_##ISA(int64_t n, const void * rows, size_t stride, int64_t nrows, const float * q,             \
+                              float scale, float * out);                                                               \
+    void kv_wsum_f32_##ISA(int64_t n, const void * rows, size_t stride, int64_t nrows, const float * w, float * acc);  \
+    void kv_wsum_f16_##ISA(int64_t n, const void * rows, size_t stride, int64_t nrows, const float * w, float * acc);  \
+    void kv_wsum_q8_0_##ISA(int64_t n, const void * rows, size_t stride, int64_t nrows, const float * w, float * acc); \
+    void kv_wsum_q4_0_##ISA(int64_t n, const void * rows, size_t stride, int64_t nrows, const float * w, float * acc); \
+    float kv_exp_sum_##ISA(int64_t n, float * x, float m);
+
 #if defined(__x86_64__) || defined(_M_X64)
-float kv_dot_q8_0_avx2(int64_t n, const void * k, const float * q);
-float kv_dot_q4_0_avx2(int64_t n, const void * k, const float * q);
-void kv_axpy_q8_0_avx2(int64_t n, float a, const void * x, float * y);
-void kv_axpy_q4_0_avx2(int64_t n, float a, const void * x, float * y);
-float kv_dot_q8_0_avx512(int64_t n, const void * k, const float * q);
-float kv_dot_q4_0_avx512(int64_t n, const void * k, const float * q);
-void kv_axpy_q8_0_avx512(int64_t n, float a, const void * x, float * y);
-void kv_axpy_q4_0_avx512(int64_t n, float a, const void * x, float * y);
+LOOPLM_KV_DECLS(avx2)
+LOOPLM_KV_DECLS(avx512)
 #endif
 #if defined(__aarch64__)
-float kv_dot_q8_0_neon(int64_t n, const void * k, const float * q);
-float kv_dot_q4_0_neon(int64_t n, const void * k, const float * q);
-void kv_axpy_q8_0_neon(int64_t n, float a, const void * x, float * y);
-void kv_axpy_q4_0_neon(int64_t n, float a, const void * x, float * y);
+LOOPLM_KV_DECLS(neon)
 #endif
+
+#undef LOOPLM_KV_DECLS
+
+// A table's members scores_f32 .. exp_sum, from functions named PRE<member>SUF.
+#define LOOPLM_KV_ENTRIES(PRE, SUF)                                                                               \
+    PRE##scores_f32##SUF, PRE##scores_f16##SUF, PRE##scores_q8_0##SUF, PRE##scores_q4_0##SUF, PRE##wsum_f32##SUF, \
+        PRE##wsum_f16##SUF, PRE##wsum_q8_0##SUF, PRE##wsum_q4_0##SUF, PRE##exp_sum##SUF
 
 }  // namespace looplm

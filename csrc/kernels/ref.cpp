@@ -5,6 +5,7 @@
 
 #include "kernels/kernels.h"
 #include "kernels/kpack.h"
+#include "kernels/kv_rows.h"
 #include "kernels/ref_kquants.h"
 #include "kernels/x16.h"
 #include "quant/blocks.h"
@@ -79,14 +80,6 @@ float dot_f32(int64_t n, const float * a, const float * b) {
     return sum;
 }
 
-void axpy_f16(int64_t n, float a, const uint16_t * x, float * y) {
-    for (int64_t i = 0; i < n; i++) y[i] += a * fp16_to_fp32(x[i]);
-}
-
-void axpy_f32(int64_t n, float a, const float * x, float * y) {
-    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
-}
-
 void f32_to_f16(int64_t n, const float * x, uint16_t * y) {
     for (int64_t i = 0; i < n; i++) y[i] = fp32_to_fp16(x[i]);
 }
@@ -95,50 +88,84 @@ void silu_mul(int64_t n, float * g, const float * u) {
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
-// Attention over quantized KV rows: sum_b d sum_j q_j x_j with the query x in f32, and
-// y += a d q_j. Q4_0 nibbles: byte j holds element j (low) and j + 16 (high), offset 8.
-float dot_q8_0_f32(int64_t n, const void * vk, const float * x) {
-    const block_q8_0 * k = static_cast<const block_q8_0 *>(vk);
-    float sum = 0.0f;
-    for (int64_t b = 0; b < n / QK; b++) {
-        float s = 0.0f;
-        for (int j = 0; j < QK; j++) s += static_cast<float>(k[b].qs[j]) * x[b * QK + j];
-        sum += fp16_to_fp32(k[b].d) * s;
-    }
-    return sum;
+// Attention over runs of KV rows: each score a float sum over the row in element order (per
+// block d * sum_j q_j x_j for the quantized rows), each weighted sum row by row in order.
+// Q4_0 nibbles: byte j holds element j (low) and j + 16 (high), offset 8.
+float row_f32(const void * r, int64_t j) { return static_cast<const float *>(r)[j]; }
+float row_f16(const void * r, int64_t j) { return fp16_to_fp32(static_cast<const uint16_t *>(r)[j]); }
+float row_q8_0(const void * r, int64_t j) {
+    return static_cast<float>(static_cast<const block_q8_0 *>(r)[j / QK].qs[j % QK]);
 }
+float row_q4_0(const void * r, int64_t j) {
+    const uint8_t b = static_cast<const block_q4_0 *>(r)[j / QK].qs[j % (QK / 2)];
+    return static_cast<float>((j % QK < QK / 2 ? (b & 0x0f) : (b >> 4)) - 8);
+}
+float scale_none(const void *, int64_t) { return 1.0f; }
+float scale_q8_0(const void * r, int64_t b) { return fp16_to_fp32(static_cast<const block_q8_0 *>(r)[b].d); }
+float scale_q4_0(const void * r, int64_t b) { return fp16_to_fp32(static_cast<const block_q4_0 *>(r)[b].d); }
 
-float dot_q4_0_f32(int64_t n, const void * vk, const float * x) {
-    const block_q4_0 * k = static_cast<const block_q4_0 *>(vk);
-    float sum = 0.0f;
-    for (int64_t b = 0; b < n / QK; b++) {
-        float s = 0.0f;
-        for (int j = 0; j < QK / 2; j++) {
-            s += static_cast<float>((k[b].qs[j] & 0x0f) - 8) * x[b * QK + j];
-            s += static_cast<float>((k[b].qs[j] >> 4) - 8) * x[b * QK + j + QK / 2];
+// blk: elements per scale (n for the float rows, whose scale is 1).
+template <typename Elem, typename Scale>
+void scores(Elem elem, Scale sc, int64_t blk, int64_t n, const void * rows, size_t stride, int64_t nrows,
+            const float * q, float scale, float * out) {
+    for (int64_t r = 0; r < nrows; r++) {
+        const void * row = static_cast<const uint8_t *>(rows) + r * stride;
+        float sum = 0.0f;
+        for (int64_t b = 0; b < n / blk; b++) {
+            float s = 0.0f;
+            for (int64_t j = b * blk; j < (b + 1) * blk; j++) s += elem(row, j) * q[j];
+            sum += sc(row, b) * s;
         }
-        sum += fp16_to_fp32(k[b].d) * s;
-    }
-    return sum;
-}
-
-void axpy_q8_0(int64_t n, float a, const void * vx, float * y) {
-    const block_q8_0 * x = static_cast<const block_q8_0 *>(vx);
-    for (int64_t b = 0; b < n / QK; b++) {
-        const float ad = a * fp16_to_fp32(x[b].d);
-        for (int j = 0; j < QK; j++) y[b * QK + j] += ad * static_cast<float>(x[b].qs[j]);
+        out[r] = scale * sum;
     }
 }
 
-void axpy_q4_0(int64_t n, float a, const void * vx, float * y) {
-    const block_q4_0 * x = static_cast<const block_q4_0 *>(vx);
-    for (int64_t b = 0; b < n / QK; b++) {
-        const float ad = a * fp16_to_fp32(x[b].d);
-        for (int j = 0; j < QK / 2; j++) {
-            y[b * QK + j] += ad * static_cast<float>((x[b].qs[j] & 0x0f) - 8);
-            y[b * QK + j + QK / 2] += ad * static_cast<float>((x[b].qs[j] >> 4) - 8);
+template <typename Elem, typename Scale>
+void wsum(Elem elem, Scale sc, int64_t blk, int64_t n, const void * rows, size_t stride, int64_t nrows, const float * w,
+          float * acc) {
+    for (int64_t r = 0; r < nrows; r++) {
+        const void * row = static_cast<const uint8_t *>(rows) + r * stride;
+        for (int64_t b = 0; b < n / blk; b++) {
+            const float a = w[r] * sc(row, b);
+            for (int64_t j = b * blk; j < (b + 1) * blk; j++) acc[j] += a * elem(row, j);
         }
     }
+}
+
+void scores_f32(int64_t n, const void * rows, size_t stride, int64_t nrows, const float * q, float scale, float * out) {
+    scores(row_f32, scale_none, n > 0 ? n : 1, n, rows, stride, nrows, q, scale, out);
+}
+void scores_f16(int64_t n, const void * rows, size_t stride, int64_t nrows, const float * q, float scale, float * out) {
+    scores(row_f16, scale_none, n > 0 ? n : 1, n, rows, stride, nrows, q, scale, out);
+}
+void scores_q8_0(int64_t n, const void * rows, size_t stride, int64_t nrows, const float * q, float scale,
+                 float * out) {
+    scores(row_q8_0, scale_q8_0, QK, n, rows, stride, nrows, q, scale, out);
+}
+void scores_q4_0(int64_t n, const void * rows, size_t stride, int64_t nrows, const float * q, float scale,
+                 float * out) {
+    scores(row_q4_0, scale_q4_0, QK, n, rows, stride, nrows, q, scale, out);
+}
+void wsum_f32(int64_t n, const void * rows, size_t stride, int64_t nrows, const float * w, float * acc) {
+    wsum(row_f32, scale_none, n > 0 ? n : 1, n, rows, stride, nrows, w, acc);
+}
+void wsum_f16(int64_t n, const void * rows, size_t stride, int64_t nrows, const float * w, float * acc) {
+    wsum(row_f16, scale_none, n > 0 ? n : 1, n, rows, stride, nrows, w, acc);
+}
+void wsum_q8_0(int64_t n, const void * rows, size_t stride, int64_t nrows, const float * w, float * acc) {
+    wsum(row_q8_0, scale_q8_0, QK, n, rows, stride, nrows, w, acc);
+}
+void wsum_q4_0(int64_t n, const void * rows, size_t stride, int64_t nrows, const float * w, float * acc) {
+    wsum(row_q4_0, scale_q4_0, QK, n, rows, stride, nrows, w, acc);
+}
+
+float exp_sum(int64_t n, float * x, float m) {
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = std::exp(x[i] - m);
+        sum += x[i];
+    }
+    return sum;
 }
 
 // The tile loop shared by every reference GEMM: one dot per (row, column).
@@ -201,16 +228,37 @@ void gemm_by_dot32(Dot32Fn dot, int64_t n, const void * w, size_t ws, int64_t nr
 }
 
 extern const Kernels kernels_ref = {
-    "ref",       quantize_q8, gemm_q4_0, gemm_q4_1,    gemm_q8_0,    gemm_f16,  gemm_bf16, gemm_f32,  nullptr,
-    nullptr,     nullptr,     nullptr,   nullptr,  // no packed GEMM: the plain one is the spec
-    dot_f16_f32, dot_f32,     axpy_f16,  axpy_f32,     f32_to_f16,   silu_mul,  gemm_q5_0, gemm_q5_1, quantize_q8k_ref,
-    gemm_q4_K,   gemm_q5_K,   gemm_q6_K, dot_q8_0_f32, dot_q4_0_f32, axpy_q8_0, axpy_q4_0,  // quantized KV rows
-    gemm_q4_0x16_ref, gemm_q4_1x16_ref,  // the x16 layout (kernels/ref_x16.cpp)
+    "ref",
+    quantize_q8,
+    gemm_q4_0,
+    gemm_q4_1,
+    gemm_q8_0,
+    gemm_f16,
+    gemm_bf16,
+    gemm_f32,
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,  // no packed GEMM: the plain one is the spec
+    dot_f16_f32,
+    dot_f32,
+    f32_to_f16,
+    silu_mul,
+    gemm_q5_0,
+    gemm_q5_1,
+    quantize_q8k_ref,
+    gemm_q4_K,
+    gemm_q5_K,
+    gemm_q6_K,
+    gemm_q4_0x16_ref,
+    gemm_q4_1x16_ref,  // the x16 layout (kernels/ref_x16.cpp)
     pack_x8k_ref,
     packed_x8k_bytes_ref,
     gemm8_q4_K_ref,
     gemm8_q5_K_ref,
-    gemm8_q6_K_ref,  // the packed K layout's spec
+    gemm8_q6_K_ref,         // the packed K layout's spec
+    LOOPLM_KV_ENTRIES(, ),  // attention over runs of KV rows
 };
 
 }  // namespace looplm

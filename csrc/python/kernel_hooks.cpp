@@ -122,7 +122,7 @@ py::array_t<float> kernel_gemm(const std::string & set, uint32_t type_id, py::ar
     return out;
 }
 
-// The attention helpers: ("dot_f16", a_f16_bits, b) / ("axpy_f16", alpha, x_f16_bits, y) / ...
+// The vector helpers: ("dot_f16", a_f16_bits, b) / ("dot_f32", a, b) / ("silu_mul", g, u) / ...
 py::object kernel_vec(const std::string & set, const std::string & op, py::array a, py::array b, float alpha) {
     const Kernels & k = kernel_set(set);
     if (op == "dot_f16") {
@@ -136,36 +136,6 @@ py::object kernel_vec(const std::string & set, const std::string & op, py::array
         auto y = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(b);
         if (x.size() != y.size()) throw std::invalid_argument("length mismatch");
         return py::float_(k.dot_f32(x.size(), x.data(), y.data()));
-    }
-    if (op == "axpy_f16" || op == "axpy_f32") {
-        auto y = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(b);
-        py::array_t<float> out(y.size());
-        std::memcpy(out.mutable_data(), y.data(), static_cast<size_t>(y.size()) * 4);
-        if (op == "axpy_f16") {
-            auto x = py::array_t<uint16_t, py::array::c_style>::ensure(a);
-            if (x.size() != y.size()) throw std::invalid_argument("length mismatch");
-            k.axpy_f16(x.size(), alpha, x.data(), out.mutable_data());
-        } else {
-            auto x = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
-            if (x.size() != y.size()) throw std::invalid_argument("length mismatch");
-            k.axpy_f32(x.size(), alpha, x.data(), out.mutable_data());
-        }
-        return std::move(out);
-    }
-    // Quantized KV rows: a = the row's raw Q8_0 / Q4_0 bytes, b = the f32 query / output.
-    if (op == "dot_q8_0" || op == "dot_q4_0" || op == "axpy_q8_0" || op == "axpy_q4_0") {
-        auto raw = py::array_t<uint8_t, py::array::c_style>::ensure(a);
-        auto y = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(b);
-        const bool q8 = op.find("q8_0") != std::string::npos;
-        const int64_t n = y.size();
-        if (n % QK != 0 || raw.size() != row_bytes(q8 ? DType::Q8_0 : DType::Q4_0, n)) {
-            throw std::invalid_argument("length mismatch");
-        }
-        if (op[0] == 'd') return py::float_((q8 ? k.dot_q8_0_f32 : k.dot_q4_0_f32)(n, raw.data(), y.data()));
-        py::array_t<float> out(n);
-        std::memcpy(out.mutable_data(), y.data(), static_cast<size_t>(n) * 4);
-        (q8 ? k.axpy_q8_0 : k.axpy_q4_0)(n, alpha, raw.data(), out.mutable_data());
-        return std::move(out);
     }
     if (op == "silu_mul") {
         auto g = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
@@ -183,6 +153,70 @@ py::object kernel_vec(const std::string & set, const std::string & op, py::array
         return std::move(out);
     }
     throw std::invalid_argument("unknown kernel op '" + op + "'");
+}
+
+// A run of KV rows of type type_id as uint8 [nrows, stride] (each row's first row_bytes(n)
+// bytes hold it; stride >= that), the set's kernel for that type.
+struct KvRun {
+    const uint8_t * data;
+    size_t stride;
+    int64_t nrows;
+};
+
+KvRun kv_run(uint32_t type_id, const py::array_t<uint8_t, py::array::c_style> & rows, int64_t n) {
+    const DType t = static_cast<DType>(type_id);
+    if (t != DType::F32 && t != DType::F16 && t != DType::Q8_0 && t != DType::Q4_0) {
+        throw std::invalid_argument("KV rows of type id " + std::to_string(type_id) + " are not supported");
+    }
+    if (n < 0 || (t != DType::F32 && t != DType::F16 && n % QK != 0)) throw std::invalid_argument("bad row length");
+    if (rows.ndim() != 2 || rows.shape(1) < row_bytes(t, n)) throw std::invalid_argument("rows shape mismatch");
+    return {rows.data(), static_cast<size_t>(rows.shape(1)), static_cast<int64_t>(rows.shape(0))};
+}
+
+// out [nrows] = scale * rows . q
+py::array_t<float> kernel_kv_scores(const std::string & set, uint32_t type_id,
+                                    py::array_t<uint8_t, py::array::c_style> rows, int64_t n,
+                                    py::array_t<float, py::array::c_style | py::array::forcecast> q, float scale) {
+    const Kernels & k = kernel_set(set);
+    const KvRun run = kv_run(type_id, rows, n);
+    if (q.size() != n) throw std::invalid_argument("query length mismatch");
+    const DType t = static_cast<DType>(type_id);
+    const KvScoresFn f = t == DType::F16    ? k.scores_f16
+                         : t == DType::Q8_0 ? k.scores_q8_0
+                         : t == DType::Q4_0 ? k.scores_q4_0
+                                            : k.scores_f32;
+    py::array_t<float> out(run.nrows);
+    f(n, run.data, run.stride, run.nrows, q.data(), scale, out.mutable_data());
+    return out;
+}
+
+// acc + w . rows, acc [n], w [nrows]
+py::array_t<float> kernel_kv_wsum(const std::string & set, uint32_t type_id,
+                                  py::array_t<uint8_t, py::array::c_style> rows, int64_t n,
+                                  py::array_t<float, py::array::c_style | py::array::forcecast> w,
+                                  py::array_t<float, py::array::c_style | py::array::forcecast> acc) {
+    const Kernels & k = kernel_set(set);
+    const KvRun run = kv_run(type_id, rows, n);
+    if (w.size() != run.nrows || acc.size() != n) throw std::invalid_argument("weights / output length mismatch");
+    const DType t = static_cast<DType>(type_id);
+    const KvWsumFn f = t == DType::F16    ? k.wsum_f16
+                       : t == DType::Q8_0 ? k.wsum_q8_0
+                       : t == DType::Q4_0 ? k.wsum_q4_0
+                                          : k.wsum_f32;
+    py::array_t<float> out(n);
+    std::memcpy(out.mutable_data(), acc.data(), static_cast<size_t>(n) * sizeof(float));
+    f(n, run.data, run.stride, run.nrows, w.data(), out.mutable_data());
+    return out;
+}
+
+// (exp(x - m), its sum)
+py::tuple kernel_exp_sum(const std::string & set, py::array_t<float, py::array::c_style | py::array::forcecast> x,
+                         float m) {
+    const Kernels & k = kernel_set(set);
+    py::array_t<float> out(x.size());
+    std::memcpy(out.mutable_data(), x.data(), static_cast<size_t>(x.size()) * sizeof(float));
+    const float sum = k.exp_sum(x.size(), out.mutable_data(), m);
+    return py::make_tuple(out, sum);
 }
 
 }  // namespace
@@ -206,6 +240,11 @@ void bind_kernels(py::module_ & m) {
     m.def("kernel_gemm", &kernel_gemm);
     m.def("kernel_vec", &kernel_vec, py::arg("set"), py::arg("op"), py::arg("a"), py::arg("b"),
           py::arg("alpha") = 0.0f);
+    m.def("kernel_kv_scores", &kernel_kv_scores, py::arg("set"), py::arg("type_id"), py::arg("rows"), py::arg("n"),
+          py::arg("q"), py::arg("scale") = 1.0f);
+    m.def("kernel_kv_wsum", &kernel_kv_wsum, py::arg("set"), py::arg("type_id"), py::arg("rows"), py::arg("n"),
+          py::arg("w"), py::arg("acc"));
+    m.def("kernel_exp_sum", &kernel_exp_sum, py::arg("set"), py::arg("x"), py::arg("m"));
 }
 
 }  // namespace looplm

@@ -13,8 +13,9 @@
 //                 the reference (relative to the tile's largest sum |w x|), the reference
 //                 within 1e-6 (of each sum |w x|) of a double product of the decoded weights
 //                 (tests/test_kernels.py: of gguf-py's dequantization)
-//   attention     dot_f16_f32, dot_f32 against double sums; axpy_f16/f32 against the reference
-//   kv rows       dot_q8_0_f32/dot_q4_0_f32 against double sums, axpy_q8_0/q4_0 against the reference
+//   float dots    dot_f16_f32, dot_f32 against double sums
+//   kv runs       scores_* against double sums over dequantized rows, wsum_* against the reference,
+//                 exp_sum against double exp
 //   f32_to_f16    bit-exact (round to nearest even, subnormals, overflow to inf)
 //   silu_mul      within 2e-6 relative of a double-precision silu(g) * u
 //
@@ -431,18 +432,6 @@ void test_vectors(const Kernels & k) {
               static_cast<long long>(n), d16, e16);
         CHECK(std::fabs(d32 - e32) <= 1e-5 * m32 + 1e-6, "%s dot_f32 n=%lld: %.9g vs %.9g", k.name,
               static_cast<long long>(n), d32, e32);
-
-        std::vector<float> y = b, yr = b;
-        k.axpy_f16(n, 0.37f, a16.data(), y.data());
-        kernels_ref.axpy_f16(n, 0.37f, a16.data(), yr.data());
-        double err = max_rel_diff(y, yr);
-        CHECK(err <= 1e-6, "%s axpy_f16 n=%lld: err %.3g", k.name, static_cast<long long>(n), err);
-        y = b;
-        yr = b;
-        k.axpy_f32(n, -1.5f, a.data(), y.data());
-        kernels_ref.axpy_f32(n, -1.5f, a.data(), yr.data());
-        err = max_rel_diff(y, yr);
-        CHECK(err <= 1e-6, "%s axpy_f32 n=%lld: err %.3g", k.name, static_cast<long long>(n), err);
     }
 
     // f32 -> f16: random values over the half range plus the rounding corner cases.
@@ -489,33 +478,83 @@ void test_vectors(const Kernels & k) {
     }
 }
 
-// Quantized KV rows: dot with an f32 query against a double sum over the dequantized row
-// (decode_q8_0 / decode_q4_0), axpy against the reference set.
-void test_kv_rows(const Kernels & k) {
-    for (DType t : {DType::Q8_0, DType::Q4_0}) {
-        for (int64_t n : {32, 128, 2048}) {
-            const std::vector<float> x = randn(static_cast<size_t>(n), 3.0f), q = randn(static_cast<size_t>(n));
-            std::vector<uint8_t> raw(static_cast<size_t>(row_bytes(t, n)));
-            if (t == DType::Q8_0)
-                quantize_row_q8_0_ref(x.data(), reinterpret_cast<block_q8_0 *>(raw.data()), n);
-            else
-                quantize_row_q4_0_ref(x.data(), reinterpret_cast<block_q4_0 *>(raw.data()), n);
-            std::vector<float> deq(static_cast<size_t>(n));
-            dequantize_row(t, raw.data(), deq.data(), n);
-            double e = 0.0, m = 0.0;
-            for (int64_t i = 0; i < n; i++) {
-                e += static_cast<double>(deq[i]) * q[i];
-                m += std::fabs(static_cast<double>(deq[i]) * q[i]);
+// Runs of KV rows (every KV type, rows a stride apart with garbage between): scores against a
+// double sum over the dequantized rows, weighted sums against the reference set; run lengths
+// around the 8-rows-per-pass kernels' block, row lengths around their column blocks.
+void test_kv_runs(const Kernels & k) {
+    for (DType t : {DType::F32, DType::F16, DType::Q8_0, DType::Q4_0}) {
+        const bool quant = t == DType::Q8_0 || t == DType::Q4_0;
+        for (int64_t n : {8, 13, 32, 64, 96, 128, 160, 256}) {
+            if (quant && n % QK != 0) continue;
+            for (int64_t nrows : {1, 5, 8, 9, 17, 32}) {
+                const size_t rb = static_cast<size_t>(row_bytes(t, n)), stride = rb + 24;
+                std::vector<uint8_t> raw(stride * static_cast<size_t>(nrows), 0xA5);
+                std::vector<float> deq(static_cast<size_t>(n * nrows));
+                for (int64_t r = 0; r < nrows; r++) {
+                    const std::vector<float> x = randn(static_cast<size_t>(n), 3.0f);
+                    uint8_t * dst = raw.data() + r * stride;
+                    if (t == DType::F32) std::memcpy(dst, x.data(), rb);
+                    if (t == DType::F16) {
+                        for (int64_t j = 0; j < n; j++) reinterpret_cast<uint16_t *>(dst)[j] = fp32_to_fp16(x[j]);
+                    }
+                    if (t == DType::Q8_0) quantize_row_q8_0_ref(x.data(), reinterpret_cast<block_q8_0 *>(dst), n);
+                    if (t == DType::Q4_0) quantize_row_q4_0_ref(x.data(), reinterpret_cast<block_q4_0 *>(dst), n);
+                    dequantize_row(t, dst, deq.data() + r * n, n);
+                }
+                const std::vector<float> q = randn(static_cast<size_t>(n)), w = randn(static_cast<size_t>(nrows));
+                KvScoresFn sf = t == DType::F32    ? k.scores_f32
+                                : t == DType::F16  ? k.scores_f16
+                                : t == DType::Q8_0 ? k.scores_q8_0
+                                                   : k.scores_q4_0;
+                KvWsumFn wf = t == DType::F32    ? k.wsum_f32
+                              : t == DType::F16  ? k.wsum_f16
+                              : t == DType::Q8_0 ? k.wsum_q8_0
+                                                 : k.wsum_q4_0;
+                KvWsumFn wr = t == DType::F32    ? kernels_ref.wsum_f32
+                              : t == DType::F16  ? kernels_ref.wsum_f16
+                              : t == DType::Q8_0 ? kernels_ref.wsum_q8_0
+                                                 : kernels_ref.wsum_q4_0;
+                std::vector<float> s(static_cast<size_t>(nrows), -1.0f);
+                sf(n, raw.data(), stride, nrows, q.data(), 0.25f, s.data());
+                int64_t bad = -1;
+                for (int64_t r = 0; r < nrows && bad < 0; r++) {
+                    double e = 0.0, m = 0.0;
+                    for (int64_t j = 0; j < n; j++) {
+                        e += static_cast<double>(deq[r * n + j]) * q[j];
+                        m += std::fabs(static_cast<double>(deq[r * n + j]) * q[j]);
+                    }
+                    if (!(std::fabs(s[r] - 0.25 * e) <= 0.25 * (1e-5 * m + 1e-6))) bad = r;
+                }
+                CHECK(bad < 0, "%s scores_%s n=%lld rows=%lld: row %lld off", k.name, type_name(t),
+                      static_cast<long long>(n), static_cast<long long>(nrows), static_cast<long long>(bad));
+                std::vector<float> y = randn(static_cast<size_t>(n)), yr = y;
+                wf(n, raw.data(), stride, nrows, w.data(), y.data());
+                wr(n, raw.data(), stride, nrows, w.data(), yr.data());
+                const double err = max_rel_diff(y, yr);
+                CHECK(err <= 2e-5, "%s wsum_%s n=%lld rows=%lld: err %.3g", k.name, type_name(t),
+                      static_cast<long long>(n), static_cast<long long>(nrows), err);
             }
-            const double d = (t == DType::Q8_0 ? k.dot_q8_0_f32 : k.dot_q4_0_f32)(n, raw.data(), q.data());
-            CHECK(std::fabs(d - e) <= 1e-5 * m + 1e-6, "%s dot_%s_f32 n=%lld: %.9g vs %.9g", k.name, type_name(t),
-                  static_cast<long long>(n), d, e);
-            std::vector<float> y = q, yr = q;
-            (t == DType::Q8_0 ? k.axpy_q8_0 : k.axpy_q4_0)(n, 0.37f, raw.data(), y.data());
-            (t == DType::Q8_0 ? kernels_ref.axpy_q8_0 : kernels_ref.axpy_q4_0)(n, 0.37f, raw.data(), yr.data());
-            const double err = max_rel_diff(y, yr);
-            CHECK(err <= 1e-6, "%s axpy_%s n=%lld: err %.3g", k.name, type_name(t), static_cast<long long>(n), err);
         }
+    }
+    // exp_sum against double exp, down to far below the max
+    for (int64_t n : {1, 5, 8, 31, 1000}) {
+        std::vector<float> x = randn(static_cast<size_t>(n), 10.0f);
+        x[0] = -200.0f;
+        float m = x[0];
+        for (float v : x) m = v > m ? v : m;
+        std::vector<float> e = x;
+        const double sum = k.exp_sum(n, e.data(), m);
+        double expect_sum = 0.0;
+        int64_t bad = -1;
+        for (int64_t i = 0; i < n; i++) {
+            const double ex = std::exp(static_cast<double>(x[i] - m));  // of the f32 difference
+            expect_sum += ex;
+            if (!(std::fabs(e[i] - ex) <= 2.5e-7 * ex + 1e-37) && bad < 0) bad = i;
+        }
+        CHECK(bad < 0, "%s exp_sum n=%lld: exp(%.9g) = %.9g", k.name, static_cast<long long>(n),
+              bad < 0 ? 0.0 : x[bad] - m, bad < 0 ? 0.0 : e[bad]);
+        CHECK(std::fabs(sum - expect_sum) <= 1e-6 * expect_sum, "%s exp_sum n=%lld: sum %.9g vs %.9g", k.name,
+              static_cast<long long>(n), sum, expect_sum);
     }
 }
 
@@ -580,7 +619,7 @@ int main(int argc, char ** argv) {
             }
         }
         test_vectors(k);
-        test_kv_rows(k);
+        test_kv_runs(k);
         test_silu_mul(k);
         for (DType t : {DType::Q4_0, DType::Q4_1}) {
             for (int64_t n : {32, 288, 2048}) {

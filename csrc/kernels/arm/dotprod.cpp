@@ -75,8 +75,6 @@ extern const Kernels kernels_dotprod = {
     nullptr,
     kernels_neon.dot_f16_f32,
     kernels_neon.dot_f32,
-    kernels_neon.axpy_f16,
-    kernels_neon.axpy_f32,
     kernels_neon.f32_to_f16,
     kernels_neon.silu_mul,
     gemm_q5_0,
@@ -85,10 +83,6 @@ extern const Kernels kernels_dotprod = {
     gemm_q4_K,
     gemm_q5_K,
     gemm_q6_K,
-    kernels_neon.dot_q8_0_f32,
-    kernels_neon.dot_q4_0_f32,
-    kernels_neon.axpy_q8_0,
-    kernels_neon.axpy_q4_0,  // KV rows
     gemm_q4_0x16,
     gemm_q4_1x16,  // the x16 layout (x16.inc)
     nullptr,
@@ -96,6 +90,15 @@ extern const Kernels kernels_dotprod = {
     nullptr,
     nullptr,
     nullptr,  // no packed K-quant GEMM
+    kernels_neon.scores_f32,
+    kernels_neon.scores_f16,
+    kernels_neon.scores_q8_0,
+    kernels_neon.scores_q4_0,
+    kernels_neon.wsum_f32,
+    kernels_neon.wsum_f16,
+    kernels_neon.wsum_q8_0,
+    kernels_neon.wsum_q4_0,
+    kernels_neon.exp_sum,  // KV row runs (kv_neon.cpp)
 };
 
 }  // namespace looplm

@@ -205,22 +205,6 @@ static float dot_f32(int64_t n, const float * a, const float * b) {
     return sum;
 }
 
-static void axpy_f16(int64_t n, float a, const uint16_t * x, float * y) {
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const uint16x8_t h = vld1q_u16(x + i);
-        vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), f16_lo(h), a));
-        vst1q_f32(y + i + 4, vfmaq_n_f32(vld1q_f32(y + i + 4), f16_hi(h), a));
-    }
-    for (; i < n; i++) y[i] += a * h2f(x[i]);
-}
-
-static void axpy_f32(int64_t n, float a, const float * x, float * y) {
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vld1q_f32(x + i), a));
-    for (; i < n; i++) y[i] += a * x[i];
-}
-
 static void f32_to_f16(int64_t n, const float * x, uint16_t * y) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -230,23 +214,7 @@ static void f32_to_f16(int64_t n, const float * x, uint16_t * y) {
     for (; i < n; i++) y[i] = f2h(x[i]);
 }
 
-// exp(x) for |x| <= 88, as x86/avx2.cpp: 2^n * exp(r) with n = round(x / ln 2), r = x - n ln 2
-// in two parts (Cody-Waite), exp(r) by Cephes' expf polynomial (about 1 ulp).
-static inline float32x4_t exp_ps(float32x4_t x) {
-    x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.0f)), vdupq_n_f32(88.0f));
-    const float32x4_t n = vrndnq_f32(vmulq_n_f32(x, 1.44269504088896341f));
-    float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));
-    r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
-    float32x4_t p = vdupq_n_f32(1.9875691500e-4f);
-    p = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), p, r);
-    p = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), p, r);
-    p = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), p, r);
-    p = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), p, r);
-    p = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), p, r);
-    p = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0f)), p, vmulq_f32(r, r));
-    const int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127)), 23);
-    return vmulq_f32(p, vreinterpretq_f32_s32(e));
-}
+#include "kernels/arm/exp_ps.inc"
 
 static void silu_mul(int64_t n, float * g, const float * u) {
     int64_t i = 0;
@@ -318,14 +286,37 @@ static void gemm_f32(int64_t n, const void * w, size_t ws, int64_t nr, const voi
 }  // namespace
 
 extern const Kernels kernels_neon = {
-    "neon",           quantize_q8,      gemm_q4_0,         gemm_q4_1,         gemm_q8_0,  gemm_f16,
-    gemm_bf16,        gemm_f32,         nullptr,           nullptr,           nullptr,    nullptr,
+    "neon",
+    quantize_q8,
+    gemm_q4_0,
+    gemm_q4_1,
+    gemm_q8_0,
+    gemm_f16,
+    gemm_bf16,
+    gemm_f32,
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,
     nullptr,  // no packed GEMM
-    dot_f16_f32,      dot_f32,          axpy_f16,          axpy_f32,          f32_to_f16, silu_mul,
-    gemm_q5_0,        gemm_q5_1,        quantize_q8k,      gemm_q4_K,         gemm_q5_K,  gemm_q6_K,
-    kv_dot_q8_0_neon, kv_dot_q4_0_neon, kv_axpy_q8_0_neon, kv_axpy_q4_0_neon,           // quantized KV rows
-    gemm_q4_0x16,     gemm_q4_1x16,                                                     // the x16 layout (x16.inc)
-    nullptr,          nullptr,          nullptr,           nullptr,           nullptr,  // no packed K-quant GEMM
+    dot_f16_f32,
+    dot_f32,
+    f32_to_f16,
+    silu_mul,
+    gemm_q5_0,
+    gemm_q5_1,
+    quantize_q8k,
+    gemm_q4_K,
+    gemm_q5_K,
+    gemm_q6_K,
+    gemm_q4_0x16,
+    gemm_q4_1x16,  // the x16 layout (x16.inc)
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,                        // no packed K-quant GEMM
+    LOOPLM_KV_ENTRIES(kv_, _neon),  // attention over runs of KV rows (kv_neon.cpp)
 };
 
 }  // namespace looplm

@@ -190,24 +190,6 @@ static float dot_f32(int64_t n, const float * a, const float * b) {
     return sum;
 }
 
-static void axpy_f16(int64_t n, float a, const uint16_t * x, float * y) {
-    const __m256 va = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, load_f16(x + i), _mm256_loadu_ps(y + i)));
-    }
-    for (; i < n; i++) y[i] += a * h2f(x[i]);
-}
-
-static void axpy_f32(int64_t n, float a, const float * x, float * y) {
-    const __m256 va = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-    }
-    for (; i < n; i++) y[i] += a * x[i];
-}
-
 static void f32_to_f16(int64_t n, const float * x, uint16_t * y) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -216,24 +198,7 @@ static void f32_to_f16(int64_t n, const float * x, uint16_t * y) {
     for (; i < n; i++) y[i] = f2h(x[i]);
 }
 
-// exp(x) for |x| <= 88: 2^n * exp(r) with n = round(x / ln 2), r = x - n ln 2 split in two
-// parts (Cody-Waite), exp(r) by Cephes' expf polynomial (about 1 ulp).
-static inline __m256 exp_ps(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
+#include "kernels/x86/exp_ps.inc"
 
 static void silu_mul(int64_t n, float * g, const float * u) {
     int64_t i = 0;
@@ -254,17 +219,37 @@ void gemm_q4_0x16_avx2(int64_t, const void *, size_t, int64_t, const void *, siz
 void gemm_q4_1x16_avx2(int64_t, const void *, size_t, int64_t, const void *, size_t, int64_t, float *, size_t);
 
 extern const Kernels kernels_avx2 = {
-    "avx2",    quantize_q8,      gemm_q4_0,        gemm_q4_1,         gemm_q8_0,         gemm_f16,
-    gemm_bf16, gemm_f32,         nullptr,          nullptr,           nullptr,           nullptr,
-    nullptr,   dot_f16_f32,      dot_f32,          axpy_f16,          axpy_f32,          f32_to_f16,
-    silu_mul,  gemm_q5_0,        gemm_q5_1,        quantize_q8k,      gemm_q4_K,         gemm_q5_K,
-    gemm_q6_K, kv_dot_q8_0_avx2, kv_dot_q4_0_avx2, kv_axpy_q8_0_avx2, kv_axpy_q4_0_avx2,  // quantized KV rows
-    gemm_q4_0x16_avx2, gemm_q4_1x16_avx2,  // the x16 layout (x16_avx2.cpp)
+    "avx2",
+    quantize_q8,
+    gemm_q4_0,
+    gemm_q4_1,
+    gemm_q8_0,
+    gemm_f16,
+    gemm_bf16,
+    gemm_f32,
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,
+    dot_f16_f32,
+    dot_f32,
+    f32_to_f16,
+    silu_mul,
+    gemm_q5_0,
+    gemm_q5_1,
+    quantize_q8k,
+    gemm_q4_K,
+    gemm_q5_K,
+    gemm_q6_K,
+    gemm_q4_0x16_avx2,
+    gemm_q4_1x16_avx2,  // the x16 layout (x16_avx2.cpp)
     pack_x8k_ref,
     packed_x8k_bytes_ref,
     gemm8_q4_K,
     gemm8_q5_K,
-    gemm8_q6_K,  // kgemm.inc, maddubs
+    gemm8_q6_K,                     // kgemm.inc, maddubs
+    LOOPLM_KV_ENTRIES(kv_, _avx2),  // attention over runs of KV rows (kv_avx2.cpp)
 };
 
 }  // namespace looplm

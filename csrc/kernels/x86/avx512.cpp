@@ -129,8 +129,6 @@ extern const Kernels kernels_avx512 = {
     gemm8_q8_0_avx512,
     kernels_avx2.dot_f16_f32,
     kernels_avx2.dot_f32,
-    kernels_avx2.axpy_f16,
-    kernels_avx2.axpy_f32,
     kernels_avx2.f32_to_f16,
     kernels_avx2.silu_mul,
     gemm_q5_0,
@@ -139,10 +137,6 @@ extern const Kernels kernels_avx512 = {
     gemm_q4_K,  // kquants.inc compiled for this set (VNNI brings nothing there, see that file)
     gemm_q5_K,
     gemm_q6_K,
-    kv_dot_q8_0_avx512,
-    kv_dot_q4_0_avx512,
-    kv_axpy_q8_0_avx512,
-    kv_axpy_q4_0_avx512,  // quantized KV rows
     gemm_q4_0x16_avx512,
     gemm_q4_1x16_avx512,  // the x16 layout (x16_avx512.cpp)
     pack_x8k_ref,         // (kernels/ref_kquants.cpp: data movement, no ISA flags needed)
@@ -150,6 +144,15 @@ extern const Kernels kernels_avx512 = {
     gemm8_q4_K,  // kgemm.inc with vpdpbusd
     gemm8_q5_K,
     gemm8_q6_K,
+    kv_scores_f32_avx512,
+    kv_scores_f16_avx512,
+    kv_scores_q8_0_avx512,
+    kv_scores_q4_0_avx512,
+    kv_wsum_f32_avx512,
+    kv_wsum_f16_avx512,
+    kv_wsum_q8_0_avx512,
+    kv_wsum_q4_0_avx512,
+    kernels_avx2.exp_sum,  // attention over runs of KV rows (kv_avx512.cpp; AVX2's exp)
 };
 
 }  // namespace looplm
