@@ -47,12 +47,13 @@ inline void scale_min_k4(int j, const uint8_t * q, int & sc, int & m) {
 // nibbles of qs[32 (j / 2) ..], Q5_K's fifth bit is bit j of qh[l]. With sc_j, m_j:
 //   sum_b d_w d_x sum_j sc_j sum_l q q_x  -  dmin_w d_x sum_j m_j (bsums[2j] + bsums[2j+1])
 // (sum_l q_x of a sub-block is the sum of two of Q8_K's 16-element bsums).
-template <bool kFifthBit, typename WT>
-float dot_q45_K(int64_t n, const void * vw, const void * vx) {
-    const WT * w = static_cast<const WT *>(vw);
-    const block_q8_K * x = static_cast<const block_q8_K *>(vx);
+// The sum above over nb super-blocks of w, the activations read through xq(b, e) (quant of
+// element e of super-block b), xsum(b, j) (sum of sub-block j's quants) and xd(b) (scale), so
+// the plain Q8_K dot and the packed layout's reference share one loop.
+template <bool kFifthBit, typename WT, typename XQ, typename XSum, typename XD>
+float sum_q45_K(int64_t nb, const WT * w, XQ xq, XSum xsum, XD xd) {
     float sum = 0.0f;
-    for (int64_t b = 0; b < n / QK_K; b++) {
+    for (int64_t b = 0; b < nb; b++) {
         int sumi = 0, summ = 0;
         for (int j = 0; j < QK_K / 32; j++) {
             int sc, m;
@@ -62,15 +63,23 @@ float dot_q45_K(int64_t n, const void * vw, const void * vx) {
             for (int l = 0; l < 32; l++) {
                 int v = j % 2 ? q[l] >> 4 : q[l] & 0x0f;
                 if constexpr (kFifthBit) v |= ((w[b].qh[l] >> j) & 1) << 4;
-                s += v * x[b].qs[32 * j + l];
+                s += v * xq(b, 32 * j + l);
             }
             sumi += sc * s;
-            summ += m * (x[b].bsums[2 * j] + x[b].bsums[2 * j + 1]);
+            summ += m * xsum(b, j);
         }
-        sum += fp16_to_fp32(w[b].d) * x[b].d * static_cast<float>(sumi) -
-               fp16_to_fp32(w[b].dmin) * x[b].d * static_cast<float>(summ);
+        sum += fp16_to_fp32(w[b].d) * xd(b) * static_cast<float>(sumi) -
+               fp16_to_fp32(w[b].dmin) * xd(b) * static_cast<float>(summ);
     }
     return sum;
+}
+
+template <bool kFifthBit, typename WT>
+float dot_q45_K(int64_t n, const void * vw, const void * vx) {
+    const block_q8_K * x = static_cast<const block_q8_K *>(vx);
+    return sum_q45_K<kFifthBit>(
+        n / QK_K, static_cast<const WT *>(vw), [x](int64_t b, int e) { return static_cast<int>(x[b].qs[e]); },
+        [x](int64_t b, int j) { return x[b].bsums[2 * j] + x[b].bsums[2 * j + 1]; }, [x](int64_t b) { return x[b].d; });
 }
 
 // Q6_K element e (0..255) of a super-block: e = 128 h + 32 k + l (h half, k quarter, l < 32);
@@ -91,26 +100,10 @@ inline int packed_x(const block_q8_Kx8 & x, int c, int e) { return static_cast<i
 
 template <bool kFifthBit, typename WT>
 float packed_dot_q45_K(int64_t nb, const WT * w, const block_q8_Kx8 * x, int c) {
-    float sum = 0.0f;
-    for (int64_t b = 0; b < nb; b++) {
-        int sumi = 0, summ = 0;
-        for (int j = 0; j < QK_K / 32; j++) {
-            int sc, m;
-            scale_min_k4(j, w[b].scales, sc, m);
-            const uint8_t * q = w[b].qs + 32 * (j / 2);
-            int s = 0;
-            for (int l = 0; l < 32; l++) {
-                int v = j % 2 ? q[l] >> 4 : q[l] & 0x0f;
-                if constexpr (kFifthBit) v |= ((w[b].qh[l] >> j) & 1) << 4;
-                s += v * packed_x(x[b], c, 32 * j + l);
-            }
-            sumi += sc * s;
-            summ += m * x[b].bsums[j / 2][c][j % 2];
-        }
-        sum += fp16_to_fp32(w[b].d) * x[b].d[c] * static_cast<float>(sumi) -
-               fp16_to_fp32(w[b].dmin) * x[b].d[c] * static_cast<float>(summ);
-    }
-    return sum;
+    return sum_q45_K<kFifthBit>(
+        nb, w, [x, c](int64_t b, int e) { return packed_x(x[b], c, e); },
+        [x, c](int64_t b, int j) { return static_cast<int>(x[b].bsums[j / 2][c][j % 2]); },
+        [x, c](int64_t b) { return x[b].d[c]; });
 }
 
 float packed_dot_q6_K(int64_t nb, const block_q6_K * w, const block_q8_Kx8 * x, int c) {

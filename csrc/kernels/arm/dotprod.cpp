@@ -8,6 +8,7 @@
 
 #include "kernels/kernels.h"
 #include "kernels/kscales.h"
+#include "kernels/kv_rows.h"
 #include "kernels/x16.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
@@ -89,16 +90,8 @@ extern const Kernels kernels_dotprod = {
     nullptr,
     nullptr,
     nullptr,
-    nullptr,  // no packed K-quant GEMM
-    kernels_neon.scores_f32,
-    kernels_neon.scores_f16,
-    kernels_neon.scores_q8_0,
-    kernels_neon.scores_q4_0,
-    kernels_neon.wsum_f32,
-    kernels_neon.wsum_f16,
-    kernels_neon.wsum_q8_0,
-    kernels_neon.wsum_q4_0,
-    kernels_neon.exp_sum,  // KV row runs (kv_neon.cpp)
+    nullptr,                        // no packed K-quant GEMM
+    LOOPLM_KV_ENTRIES(kv_, _neon),  // KV row runs: NEON's (kv_neon.cpp)
 };
 
 }  // namespace looplm
