@@ -24,6 +24,8 @@ namespace {
 
 constexpr int kCols = 4;  // columns per pass over a group
 
+constexpr size_t kAhead = 32;  // group-blocks prefetched ahead (into L2), as the AVX-512 kernel
+
 static inline __m256i bcast4(const int8_t * p) {
     int32_t v;
     __builtin_memcpy(&v, p, 4);
@@ -42,6 +44,13 @@ static inline __attribute__((always_inline)) void half(const uint8_t * g, int h,
     for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t * p = g + b * gbytes;
+        // The first half's pass prefetches the whole group-block kAhead ahead (the second half
+        // finds it cached): 1 thread +29%, 4 streams +84% (A/B, docs/benchmarks.md).
+        if (h == 0) {
+            for (size_t off = 0; off < gbytes; off += 64) {
+                _mm_prefetch(reinterpret_cast<const char *>(p + kAhead * gbytes + off), _MM_HINT_T1);
+            }
+        }
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p + 16 * h)));
         const __m256 mw = Q41 ? _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p + 32 + 16 * h)))
                               : _mm256_setzero_ps();
