@@ -1,7 +1,13 @@
-// kernels/ref_x16.cpp - the scalar reference GEMMs over the x16 layout of Q4_0 / Q4_1 weights
-// (kernels/x16.h): plain loops, the same integer block sums and the same order of float sums
-// as the plain reference dots in kernels/ref.cpp, so the results are identical to theirs.
+// kernels/ref_x16.cpp - the scalar reference GEMMs over the x16 layout of Q4_0 / Q4_1 / Q4_K
+// weights (kernels/x16.h): plain loops, the same integer block sums and the same order of float
+// sums as the plain reference dots in kernels/ref.cpp, so the results are identical to theirs.
+// Q4_K reads each row's super-block back out of its group-block by the layout's definition and
+// takes the plain reference dot of that one block (kernels/ref_kquants.cpp): the float sum over
+// super-blocks is then the plain one's, term by term.
+#include <cstring>
+
 #include "kernels/kernels.h"
+#include "kernels/ref_kquants.h"
 #include "kernels/x16.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
@@ -56,7 +62,41 @@ void gemm_x16(GemmFn plain, int64_t n, const void * w, size_t ws, int64_t nr, co
     plain(n, wb + done * ws, ws, nr - done, x, xs, nc, out + done, ldo);
 }
 
+// Row r's plain block b of a Q4_K group-block, gathered field by field (kernels/x16.h).
+block_q4_K gather_q4_K(const block_q4_Kx16 & g, int r) {
+    block_q4_K w;
+    w.d = g.d[r];
+    w.dmin = g.dmin[r];
+    for (int k = 0; k < K_SCALE_SIZE / 4; k++) std::memcpy(w.scales + 4 * k, g.scales[k][r], 4);
+    for (int c = 0; c < QK_K / 8; c++) std::memcpy(w.qs + 4 * c, g.qs[c][r], 4);
+    return w;
+}
+
+float dot_q4_Kx16(int64_t nb, const block_q4_Kx16 * g, int r, const block_q8_K * x) {
+    float sum = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q4_K w = gather_q4_K(g[b], r);
+        sum += dot_q4_K_ref(QK_K, &w, &x[b]);  // 0 + (d dx sumi - dmin dx summ): the plain term
+    }
+    return sum;
+}
+
 }  // namespace
+
+void gemm_q4_Kx16_ref(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
+                      float * out, size_t ldo) {
+    const int64_t nb = n / QK_K, ng = nr / kX16Rows;
+    const char * wb = static_cast<const char *>(w);
+    for (int64_t c = 0; c < nc; c++) {
+        const block_q8_K * xc = reinterpret_cast<const block_q8_K *>(static_cast<const char *>(x) + c * xs);
+        for (int64_t g = 0; g < ng; g++) {
+            const block_q4_Kx16 * gb = reinterpret_cast<const block_q4_Kx16 *>(wb + g * kX16Rows * ws);
+            for (int r = 0; r < kX16Rows; r++) out[c * ldo + g * kX16Rows + r] = dot_q4_Kx16(nb, gb, r, xc);
+        }
+    }
+    const int64_t done = ng * kX16Rows;
+    kernels_ref.gemm_q4_K(n, wb + done * ws, ws, nr - done, x, xs, nc, out + done, ldo);
+}
 
 void gemm_q4_0x16_ref(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
                       float * out, size_t ldo) {

@@ -311,6 +311,7 @@ extern const Kernels kernels_neon = {
     gemm_q6_K,
     gemm_q4_0x16,
     gemm_q4_1x16,  // the x16 layout (x16.inc)
+    nullptr,       // no Q4_K x16 GEMM: Q4_K matrices stay plain
     nullptr,
     nullptr,
     nullptr,

@@ -244,6 +244,7 @@ extern const Kernels kernels_avx2 = {
     gemm_q6_K,
     gemm_q4_0x16_avx2,
     gemm_q4_1x16_avx2,  // the x16 layout (x16_avx2.cpp)
+    nullptr,            // no Q4_K x16 GEMM: Q4_K matrices stay plain
     pack_x8k_ref,
     packed_x8k_bytes_ref,
     gemm8_q4_K,
