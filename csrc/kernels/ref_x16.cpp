@@ -45,23 +45,6 @@ float dot_x16(int64_t nb, const G * g, int r, const block_q8_s * x) {
     return sum;
 }
 
-// The groups as dot_x16, then the plain tail rows by the plain reference GEMM.
-template <typename G>
-void gemm_x16(GemmFn plain, int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
-              float * out, size_t ldo) {
-    const int64_t nb = n / QK, ng = nr / kX16Rows;
-    const char * wb = static_cast<const char *>(w);
-    for (int64_t c = 0; c < nc; c++) {
-        const block_q8_s * xc = reinterpret_cast<const block_q8_s *>(static_cast<const char *>(x) + c * xs);
-        for (int64_t g = 0; g < ng; g++) {
-            const G * gb = reinterpret_cast<const G *>(wb + g * kX16Rows * ws);
-            for (int r = 0; r < kX16Rows; r++) out[c * ldo + g * kX16Rows + r] = dot_x16(nb, gb, r, xc);
-        }
-    }
-    const int64_t done = ng * kX16Rows;
-    plain(n, wb + done * ws, ws, nr - done, x, xs, nc, out + done, ldo);
-}
-
 // Row r's plain block b of a Q4_K group-block, gathered field by field (kernels/x16.h).
 block_q4_K gather_q4_K(const block_q4_Kx16 & g, int r) {
     block_q4_K w;
@@ -72,7 +55,7 @@ block_q4_K gather_q4_K(const block_q4_Kx16 & g, int r) {
     return w;
 }
 
-float dot_q4_Kx16(int64_t nb, const block_q4_Kx16 * g, int r, const block_q8_K * x) {
+float dot_x16(int64_t nb, const block_q4_Kx16 * g, int r, const block_q8_K * x) {
     float sum = 0.0f;
     for (int64_t b = 0; b < nb; b++) {
         const block_q4_K w = gather_q4_K(g[b], r);
@@ -81,31 +64,39 @@ float dot_q4_Kx16(int64_t nb, const block_q4_Kx16 * g, int r, const block_q8_K *
     return sum;
 }
 
+// The groups as dot_x16 (activation rows of X, kBlock elements per block), then the plain tail
+// rows by the plain reference GEMM.
+template <typename G, typename X, int64_t kBlock>
+void gemm_x16(GemmFn plain, int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
+              float * out, size_t ldo) {
+    const int64_t nb = n / kBlock, ng = nr / kX16Rows;
+    const char * wb = static_cast<const char *>(w);
+    for (int64_t c = 0; c < nc; c++) {
+        const X * xc = reinterpret_cast<const X *>(static_cast<const char *>(x) + c * xs);
+        for (int64_t g = 0; g < ng; g++) {
+            const G * gb = reinterpret_cast<const G *>(wb + g * kX16Rows * ws);
+            for (int r = 0; r < kX16Rows; r++) out[c * ldo + g * kX16Rows + r] = dot_x16(nb, gb, r, xc);
+        }
+    }
+    const int64_t done = ng * kX16Rows;
+    plain(n, wb + done * ws, ws, nr - done, x, xs, nc, out + done, ldo);
+}
+
 }  // namespace
 
 void gemm_q4_Kx16_ref(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
                       float * out, size_t ldo) {
-    const int64_t nb = n / QK_K, ng = nr / kX16Rows;
-    const char * wb = static_cast<const char *>(w);
-    for (int64_t c = 0; c < nc; c++) {
-        const block_q8_K * xc = reinterpret_cast<const block_q8_K *>(static_cast<const char *>(x) + c * xs);
-        for (int64_t g = 0; g < ng; g++) {
-            const block_q4_Kx16 * gb = reinterpret_cast<const block_q4_Kx16 *>(wb + g * kX16Rows * ws);
-            for (int r = 0; r < kX16Rows; r++) out[c * ldo + g * kX16Rows + r] = dot_q4_Kx16(nb, gb, r, xc);
-        }
-    }
-    const int64_t done = ng * kX16Rows;
-    kernels_ref.gemm_q4_K(n, wb + done * ws, ws, nr - done, x, xs, nc, out + done, ldo);
+    gemm_x16<block_q4_Kx16, block_q8_K, QK_K>(kernels_ref.gemm_q4_K, n, w, ws, nr, x, xs, nc, out, ldo);
 }
 
 void gemm_q4_0x16_ref(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
                       float * out, size_t ldo) {
-    gemm_x16<block_q4_0x16>(kernels_ref.gemm_q4_0, n, w, ws, nr, x, xs, nc, out, ldo);
+    gemm_x16<block_q4_0x16, block_q8_s, QK>(kernels_ref.gemm_q4_0, n, w, ws, nr, x, xs, nc, out, ldo);
 }
 
 void gemm_q4_1x16_ref(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
                       float * out, size_t ldo) {
-    gemm_x16<block_q4_1x16>(kernels_ref.gemm_q4_1, n, w, ws, nr, x, xs, nc, out, ldo);
+    gemm_x16<block_q4_1x16, block_q8_s, QK>(kernels_ref.gemm_q4_1, n, w, ws, nr, x, xs, nc, out, ldo);
 }
 
 }  // namespace looplm
