@@ -57,11 +57,12 @@ static inline __attribute__((always_inline)) void group(const uint8_t * g, int64
     for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t * p = g + b * gbytes;
-        // Software prefetch kAhead group-blocks (~9 KB) ahead: with 2-8 columns the compute per
-        // byte grows and the hardware prefetcher alone leaves the loads stalling (measured:
-        // 4 streams +30%, 1 stream unchanged; docs/benchmarks.md "Several streams").
+        // Software prefetch kAhead group-blocks (~9 KB) ahead into L2 (T1): with 2-8 columns the
+        // compute per byte grows and the hardware prefetcher alone leaves the loads stalling
+        // (measured: 4 streams +30% with T0); into L2 rather than L1 also helps one stream
+        // (1 thread decode +8% over T0 in a same-run A/B; docs/benchmarks.md "Several streams").
         for (size_t off = 0; off < gbytes; off += 64) {
-            _mm_prefetch(reinterpret_cast<const char *>(p + kAhead * gbytes + off), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char *>(p + kAhead * gbytes + off), _MM_HINT_T1);
         }
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(p)));
         const __m512 mw =
