@@ -319,3 +319,35 @@ def test_packed_k_gemm_matches_gguf_dequantized(qtype, nc):
     for kset in KERNEL_SETS:
         got = _core.kernel_matmul(kset, int(qtype), raw, n, x)
         assert np.abs(got - ref).max() <= 1e-5 * scale, kset
+
+
+@pytest.mark.parametrize("qtype", [QT.Q4_0, QT.Q4_1, QT.Q4_K], ids=lambda t: t.name)
+@pytest.mark.parametrize("nc", [1, 3, 5, 9, 70])
+def test_x16_gemm_matches_gguf_dequantized(qtype, nc):
+    """The GEMMs over the x16 layout made at load (kernels/x16.h), on rows repacked by
+    quant/repack.cpp: the reference equal to the plain reference tile bit for bit and within
+    float rounding of float64 products of gguf-py's dequantized weights and activations; every
+    other set within 1e-5 of it. 37 rows: two groups of 16 and 5 plain tail rows."""
+    n, rows = 768, 37
+    x = k_activations(nc, n)
+    if qtype == QT.Q4_K:
+        raw, wdq = random_blocks(qtype, rows, n)
+        xdq = np.stack([q8k_values(q8k_numpy(row)) for row in x])
+    else:
+        raw, w32 = weights(qtype, rows, n)
+        wdq = w32.astype(np.float64)
+        xdq = dequant_acts(qtype, x).astype(np.float64)
+    expect = xdq @ wdq.T
+    scale = np.abs(expect).max()
+    ref = _core.kernel_gemm_x16("ref", int(qtype), raw, n, x)
+    np.testing.assert_array_equal(ref, _core.kernel_gemm("ref", int(qtype), raw, n, x))
+    assert np.abs(ref - expect).max() <= 2e-6 * scale * np.sqrt(n / 256)
+    for kset in KERNEL_SETS:
+        got = _core.kernel_gemm_x16(kset, int(qtype), raw, n, x)
+        assert np.abs(got - ref).max() <= 1e-5 * scale, kset
+
+
+def test_x16_gemm_rejects_a_type_without_the_layout():
+    raw, _ = random_blocks(QT.Q6_K, 2, 256)
+    with pytest.raises(ValueError, match="no x16 layout for Q6_K"):
+        _core.kernel_gemm_x16("ref", int(QT.Q6_K), raw, 256, np.zeros((1, 256), np.float32))

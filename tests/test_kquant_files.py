@@ -203,3 +203,22 @@ def test_requantized_smollm2_readme_answer_is_the_reference_answer(smol_q4_k_m_r
 def test_requantized_smollm2_readme_answer_under_every_kernel_set(smol_q4_k_m, smol_q4_k_m_readme, kset):
     prompt, answer, _ = smol_q4_k_m_readme
     assert readme_demo.greedy_generates(looplm.Model(smol_q4_k_m, kernels=kset, n_ctx=512), prompt, answer)
+
+
+def test_requantized_smollm2_repacks_its_q4_k_matrices(smol_q4_k_m, monkeypatch):
+    """Every SIMD set has a Q4_K x16 GEMM, so a Q4_K_M file's Q4_K matrices repack at load
+    (its other types stay mapped: in SmolLM2 only ffn_down's rows of 1536 are Q4_K) and give
+    the mapped layout's logits."""
+    tokens = [1, 504, 3458, 314, 253, 1345, 30, 2]
+    monkeypatch.delenv("LOOPLM_REPACK", raising=False)
+    repacked = looplm.Model(smol_q4_k_m, n_ctx=64)
+    c = repacked.config
+    if c["kernels"] != "ref":
+        assert 0 < c["repacked_bytes"] < c["file_size"]
+    monkeypatch.setenv("LOOPLM_REPACK", "0")
+    mapped = looplm.Model(smol_q4_k_m, n_ctx=64)
+    assert mapped.config["repacked_bytes"] == 0
+    a = np.asarray(repacked.eval(tokens, all_logits=True))
+    b = np.asarray(mapped.eval(tokens, all_logits=True))
+    np.testing.assert_allclose(a, b, rtol=0, atol=2e-3 * float(np.abs(b).max()))
+    assert (a.argmax(-1) == b.argmax(-1)).all()

@@ -79,7 +79,13 @@ GemmFn gemm8_for(const Kernels & k, DType t) {
 GemmFn gemm_x16_for(const Kernels & k, DType t) {
     if (t == DType::Q4_0) return k.gemm_q4_0x16 ? k.gemm_q4_0x16 : kernels_ref.gemm_q4_0x16;
     if (t == DType::Q4_1) return k.gemm_q4_1x16 ? k.gemm_q4_1x16 : kernels_ref.gemm_q4_1x16;
+    if (t == DType::Q4_K) return k.gemm_q4_Kx16 ? k.gemm_q4_Kx16 : kernels_ref.gemm_q4_Kx16;
     return nullptr;
+}
+
+bool has_own_x16_gemm(const Kernels & k, DType t) {
+    const GemmFn f = gemm_x16_for(k, t);
+    return f != nullptr && f != gemm_x16_for(kernels_ref, t);
 }
 
 }  // namespace looplm

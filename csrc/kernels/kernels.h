@@ -77,10 +77,12 @@ struct Kernels {
     GemmFn gemm_q5_K;
     GemmFn gemm_q6_K;
 
-    // Q4_0 / Q4_1 weights in the interleaved x16 layout made at load (kernels/x16.h); nullptr
-    // where a set has none (gemm_x16_for then gives the scalar reference's).
+    // Q4_0 / Q4_1 / Q4_K weights in the interleaved x16 layout made at load (kernels/x16.h);
+    // nullptr where a set has none (gemm_x16_for then gives the scalar reference's, and a Model
+    // keeps such matrices plain: model/repacked.h). Q4_K takes block_q8_K rows.
     GemmFn gemm_q4_0x16;
     GemmFn gemm_q4_1x16;
+    GemmFn gemm_q4_Kx16;
     // The K-quants' many-column GEMM for prompts, optional (nullptr where a set has none):
     // pack_x8k packs 8 block_q8_K rows into one group of packed_x8k_bytes(n) bytes
     // (kernels/kpack.h); gemm8_q*_K take such groups (xstride = bytes per group, nc a multiple
@@ -157,8 +159,9 @@ const Kernels * find_kernels(const char * name);
 // many-column GEMM (nullptr where the set has none or the type has no packed path).
 GemmFn gemm_for(const Kernels & k, DType t);
 GemmFn gemm8_for(const Kernels & k, DType t);
-// The set's GEMM over the x16 layout of Q4_0 / Q4_1 (the reference's where the set has none);
-// nullptr for other types.
+// The set's GEMM over the x16 layout of Q4_0 / Q4_1 / Q4_K (the reference's where the set has
+// none); nullptr for other types. has_own_x16_gemm: the set has its own (not the reference's).
 GemmFn gemm_x16_for(const Kernels & k, DType t);
+bool has_own_x16_gemm(const Kernels & k, DType t);
 
 }  // namespace looplm

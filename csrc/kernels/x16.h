@@ -1,8 +1,8 @@
-// kernels/x16.h - the interleaved "x16" layout of Q4_0 and Q4_1 weights, made at load time
+// kernels/x16.h - the interleaved "x16" layout of Q4_0, Q4_1 and Q4_K weights, made at load time
 // (quant/repack.h) so that one pass over a weight block computes 16 output rows against one
 // activation block, with the row index in the vector lanes and no horizontal sums.
 //
-// A group is 16 consecutive rows of a matrix whose rows hold nb = n / 32 blocks. It occupies
+// A group is 16 consecutive rows of a matrix whose rows hold nb = n / 32 blocks (n / 256 for Q4_K). It occupies
 // exactly the bytes of those 16 rows (16 * nb * sizeof(block)), so the layout fits in the place
 // of the plain rows: group g starts where row 16 g started. Inside a group, the nb group-blocks
 // follow each other; group-block b gathers block b of the 16 rows:
@@ -11,6 +11,12 @@
 //                               qs[4][16][4]   qs[c][r][j] = row r's block b qs[4c + j]
 //   block_q4_1x16 (320 bytes):  d[16], m[16]   fp16 scale and minimum of row r's block b
 //                               qs[4][16][4]   as Q4_0
+//   block_q4_Kx16 (2304 bytes): d[16], dmin[16] fp16 super-block scales of row r's block b
+//                               scales[3][16][4] scales[w][r][j] = row r's block b scales[4w + j]
+//                               qs[32][16][4]  qs[c][r][j] = row r's block b qs[4c + j]
+//
+// Every field is gathered the same way: chunk c of the field of the 16 rows, row after row
+// (chunks of 2 bytes for the fp16 scales, 4 bytes otherwise).
 //
 // So the low nibble of qs[c][r][j] is element 4c + j of row r's block, the high nibble element
 // 16 + 4c + j (GGUF's pairing of elements j and j + 16 in one byte is kept). A 64-byte chunk
@@ -20,8 +26,15 @@
 // 16 rows at once. The -8 offset of Q4_0 is exact in integers: sum (q - 8) x = sum q x - 8 sum x,
 // the second term one integer per activation block, the same for all 16 rows.
 //
+// Q4_K: the twelve bytes of six-bit scales and mins of a row are three 32-bit words u[0..2]
+// (kernels/kscales.h); scales[w] read as 16 int32 lanes holds word w of every row, so
+// unpack_k4_scales' shifts and masks unpack all 16 rows' scales and mins at once. Chunk c of qs
+// holds bytes 4c..4c+3 of each row's 128: the low nibbles are elements 64 (c / 8) + 4 (c % 8) + j
+// of sub-block 2 (c / 8), the high nibbles the same + 32 of sub-block 2 (c / 8) + 1. The weights
+// are unsigned (0..15), the mins come from the activation's bsums as in the plain kernels.
+//
 // Rows after the last whole group (rows % 16 of them) stay in the plain GGUF layout in their
-// places. A GEMM over the x16 layout (Kernels::gemm_q4_0x16 / gemm_q4_1x16) takes w pointing at
+// places. A GEMM over the x16 layout (Kernels::gemm_q4_0x16 / gemm_q4_1x16 / gemm_q4_Kx16) takes w pointing at
 // the start of a group, wstride the plain row size, and nr rows: floor(nr / 16) groups, then
 // nr % 16 plain rows (which happens only at a matrix's end). Everything else is as GemmFn.
 //
@@ -50,12 +63,23 @@ struct block_q4_1x16 {
 };
 static_assert(sizeof(block_q4_1x16) == kX16Rows * sizeof(block_q4_1), "x16 Q4_1 fits in place");
 
+struct block_q4_Kx16 {
+    uint16_t d[kX16Rows];
+    uint16_t dmin[kX16Rows];
+    uint8_t scales[K_SCALE_SIZE / 4][kX16Rows][4];
+    uint8_t qs[QK_K / 8][kX16Rows][4];
+};
+static_assert(sizeof(block_q4_Kx16) == kX16Rows * sizeof(block_q4_K), "x16 Q4_K fits in place");
+
 // The scalar reference GEMMs over the x16 layout (kernels/ref_x16.cpp, no ISA flags): per row
 // and block the same integer sums and the same order of float sums as kernels_ref's plain
-// gemm_q4_0 / gemm_q4_1, so their results are identical to the plain reference's.
+// gemm_q4_0 / gemm_q4_1 / gemm_q4_K, so their results are identical to the plain reference's
+// (Q4_K takes block_q8_K activations, as the plain Q4_K GEMM).
 void gemm_q4_0x16_ref(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
                       float * out, size_t ldo);
 void gemm_q4_1x16_ref(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
+                      float * out, size_t ldo);
+void gemm_q4_Kx16_ref(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
                       float * out, size_t ldo);
 
 }  // namespace looplm

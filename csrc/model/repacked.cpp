@@ -1,4 +1,4 @@
-// model/repacked.cpp - the x16 copy of a Model's Q4 matrices (see repacked.h).
+// model/repacked.cpp - the x16 copy of a Model's Q4_0 / Q4_1 / Q4_K matrices (see repacked.h).
 #include "model/repacked.h"
 
 #include <sys/mman.h>
@@ -20,7 +20,11 @@ namespace {
 
 constexpr size_t kAlign = 64;
 
-bool eligible(const Tensor & t) { return has_x16_layout(t.type) && t.ne0 <= kMaxPackedN && !t.x16; }
+// A matrix repacks when the active set has its own GEMM over the type's x16 layout (a set
+// without one keeps the type plain: the layout would run through the scalar reference).
+bool eligible(const Tensor & t) {
+    return has_x16_layout(t.type) && has_own_x16_gemm(active_kernels(), t.type) && t.ne0 <= kMaxPackedN && !t.x16;
+}
 
 // Drops the whole pages inside [p, p + n) from this process (file pages stay in the cache).
 void drop_pages(const void * p, size_t n) {
@@ -36,7 +40,7 @@ bool repack_wanted() {
     const char * env = std::getenv("LOOPLM_REPACK");
     if (env && std::strcmp(env, "0") == 0) return false;
     const Kernels & k = active_kernels();
-    return k.gemm_q4_0x16 != nullptr && k.gemm_q4_0x16 != kernels_ref.gemm_q4_0x16;
+    return has_own_x16_gemm(k, DType::Q4_0) || has_own_x16_gemm(k, DType::Q4_1) || has_own_x16_gemm(k, DType::Q4_K);
 }
 
 RepackedWeights::RepackedWeights(const std::vector<Tensor *> & ts, bool use_mlock) {

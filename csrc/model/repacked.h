@@ -1,4 +1,4 @@
-// model/repacked.h - a Model's Q4_0 / Q4_1 matrices rewritten once at load into the kernels'
+// model/repacked.h - a Model's Q4_0 / Q4_1 / Q4_K matrices rewritten once at load into the kernels'
 // interleaved x16 layout (kernels/x16.h), for decoding at the memory wall.
 //
 // The file on disk stays standard GGUF. The repacked matrices live in one anonymous mapping
@@ -17,8 +17,9 @@ namespace looplm {
 
 class RepackedWeights {
   public:
-    // Repacks each tensor of `ts` that has an x16 layout (Q4_0 / Q4_1, rows of at most
-    // kMaxPackedN) and points it at its copy (Tensor::x16 set); use_mlock locks the copy.
+    // Repacks each tensor of `ts` that has an x16 layout (Q4_0 / Q4_1 / Q4_K, rows of at most
+    // kMaxPackedN) for which the active kernel set has its own x16 GEMM, and points it at its
+    // copy (Tensor::x16 set); use_mlock locks the copy.
     RepackedWeights(const std::vector<Tensor *> & ts, bool use_mlock);
     ~RepackedWeights();
     RepackedWeights(const RepackedWeights &) = delete;
@@ -34,7 +35,8 @@ class RepackedWeights {
 };
 
 // Whether a Model repacks: LOOPLM_REPACK is not "0" and the active kernel set has an x16 GEMM
-// (sets without one would run the layout through the scalar reference).
+// of its own for some type (sets without one would run the layout through the scalar
+// reference); each matrix then repacks only if the set has its type's.
 bool repack_wanted();
 
 }  // namespace looplm

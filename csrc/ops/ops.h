@@ -20,7 +20,7 @@ struct Tensor {
     int64_t ne0 = 0, ne1 = 0;
     size_t row_bytes = 0;
     const void * data = nullptr;
-    // Q4_0 / Q4_1 rows repacked at load into the kernels' x16 layout (kernels/x16.h): groups of
+    // Q4_0 / Q4_1 / Q4_K rows repacked at load into the kernels' x16 layout (kernels/x16.h): groups of
     // 16 rows, the rows % 16 after the last group plain. row(i) is then a group's start only
     // for i % 16 == 0.
     bool x16 = false;

@@ -16,6 +16,7 @@
 #include "quant/blocks.h"
 #include "quant/fp16.h"
 #include "quant/quantize.h"
+#include "quant/repack.h"
 #include "quant/traits.h"
 #include "quant/types.h"
 #include "runtime/fault.h"
@@ -95,15 +96,18 @@ py::bytes kernel_quantize_q8k(const std::string & set,
 // One tile GEMM of a set for a quantized weight type, called directly rather than through ops
 // (the type need not be runnable yet): out [nc, rows] = x [nc, n] . W^T, x quantized by the
 // set's own activation quantizer for the type (block_q8_s or block_q8_K rows).
-py::array_t<float> kernel_gemm(const std::string & set, uint32_t type_id, py::array_t<uint8_t, py::array::c_style> w,
-                               int64_t n, py::array_t<float, py::array::c_style | py::array::forcecast> x) {
+// With x16, the rows are repacked to the x16 layout (kernels/x16.h) first and the set's x16
+// GEMM (the reference's where it has none) runs on them.
+py::array_t<float> run_gemm(const std::string & set, uint32_t type_id, py::array_t<uint8_t, py::array::c_style> w,
+                            int64_t n, py::array_t<float, py::array::c_style | py::array::forcecast> x, bool x16) {
     const Kernels & k = kernel_set(set);
     const TypeTraits * ti = find_traits(type_id);
     if (!ti || !ti->gemm || ti->act == ActFormat::F32) {
         throw std::invalid_argument("kernel_gemm: type id " + std::to_string(type_id) + " has no quantized GEMM");
     }
     const DType t = ti->type;
-    const GemmFn gemm = k.*(ti->gemm);
+    if (x16 && !has_x16_layout(t)) throw std::invalid_argument(std::string("no x16 layout for ") + type_name(t));
+    const GemmFn gemm = x16 ? gemm_x16_for(k, t) : k.*(ti->gemm);
     const bool q8k = ti->act == ActFormat::Q8K;
     if (!gemm || !(q8k ? k.quantize_q8k : k.quantize_q8)) {
         throw std::invalid_argument(set + " has no kernel for " + type_name(t));
@@ -116,10 +120,26 @@ py::array_t<float> kernel_gemm(const std::string & set, uint32_t type_id, py::ar
     const size_t xs = static_cast<size_t>(n / blk) * (q8k ? sizeof(block_q8_K) : sizeof(block_q8_s));
     std::vector<uint8_t> xq(xs * static_cast<size_t>(nc));
     for (int64_t c = 0; c < nc; c++) (q8k ? k.quantize_q8k : k.quantize_q8)(x.data() + c * n, xq.data() + c * xs, n);
+    std::vector<uint8_t> packed;
+    if (x16) {
+        packed.resize(static_cast<size_t>(w.shape(1)) * static_cast<size_t>(nr));
+        repack_x16(t, w.data(), packed.data(), n, nr);
+    }
     py::array_t<float> out({nc, nr});
-    gemm(n, w.data(), static_cast<size_t>(w.shape(1)), nr, xq.data(), xs, nc, out.mutable_data(),
+    gemm(n, x16 ? packed.data() : w.data(), static_cast<size_t>(w.shape(1)), nr, xq.data(), xs, nc, out.mutable_data(),
          static_cast<size_t>(nr));
     return out;
+}
+
+py::array_t<float> kernel_gemm(const std::string & set, uint32_t type_id, py::array_t<uint8_t, py::array::c_style> w,
+                               int64_t n, py::array_t<float, py::array::c_style | py::array::forcecast> x) {
+    return run_gemm(set, type_id, w, n, x, false);
+}
+
+py::array_t<float> kernel_gemm_x16(const std::string & set, uint32_t type_id,
+                                   py::array_t<uint8_t, py::array::c_style> w, int64_t n,
+                                   py::array_t<float, py::array::c_style | py::array::forcecast> x) {
+    return run_gemm(set, type_id, w, n, x, true);
 }
 
 // The vector helpers: ("dot_f16", a_f16_bits, b) / ("dot_f32", a, b) / ("silu_mul", g, u) / ...
@@ -238,6 +258,7 @@ void bind_kernels(py::module_ & m) {
     m.def("kernel_matmul", &kernel_matmul);
     m.def("kernel_quantize_q8k", &kernel_quantize_q8k);
     m.def("kernel_gemm", &kernel_gemm);
+    m.def("kernel_gemm_x16", &kernel_gemm_x16);
     m.def("kernel_vec", &kernel_vec, py::arg("set"), py::arg("op"), py::arg("a"), py::arg("b"),
           py::arg("alpha") = 0.0f);
     m.def("kernel_kv_scores", &kernel_kv_scores, py::arg("set"), py::arg("type_id"), py::arg("rows"), py::arg("n"),

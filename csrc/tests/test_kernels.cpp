@@ -207,18 +207,30 @@ void test_gemm(const Kernels & k, DType t, int64_t n, int64_t nr, int64_t nc) {
     CHECK(outside_ok, "%s %s n=%lld nr=%lld nc=%lld: wrote outside the tile", k.name, tn, ln, lr, lc);
 }
 
-// ---- the x16 layout of Q4_0 / Q4_1 (kernels/x16.h)
+// ---- the x16 layout of Q4_0 / Q4_1 / Q4_K (kernels/x16.h)
 
 std::mt19937 g_rng_x16(23);  // its own data, so the checks above see what they saw before
+
+std::vector<uint8_t> random_blocks(DType t, int64_t n, int64_t rows, size_t stride, std::mt19937 & rng = g_rng_new);
 
 // x16 GEMM of a set (or the reference's, where it has none) on repacked weights against the
 // plain reference GEMM on the plain rows: the reference x16 GEMM bit-identical, the others within
 // 1e-5 of the tile's largest output; unpack_x16 restores the plain rows; nothing written
-// outside the tile. Rows 0 and 1 hold the extreme nibbles 15 and 0 (the largest integer sums).
+// outside the tile. Rows 0 and 1 hold the extreme nibbles 15 and 0 (the largest integer sums;
+// Q4_K's row 0 also the largest scales and mins, its other rows random blocks as test_gemm_new's).
 void test_gemm_x16(const Kernels & k, DType t, int64_t n, int64_t nr, int64_t nc) {
     const size_t rs = static_cast<size_t>(row_bytes(t, n));
     std::vector<uint8_t> plain(rs * static_cast<size_t>(nr)), packed(plain.size()), back(plain.size());
-    for (int64_t r = 0; r < nr; r++) {
+    const bool kq = t == DType::Q4_K;
+    if (kq) plain = random_blocks(t, n, nr, rs, g_rng_x16);
+    for (int64_t r = 0; r < nr && kq; r++) {  // rows 0, 1: quants 15 and scales, mins 63; quants 0
+        for (int64_t b = 0; b < n / QK_K; b++) {
+            uint8_t * blk = plain.data() + r * rs + b * sizeof(block_q4_K);
+            if (r == 0) std::memset(blk + 4, 0xff, K_SCALE_SIZE);
+            if (r < 2) std::memset(blk + offsetof(block_q4_K, qs), r == 0 ? 0xff : 0x00, QK_K / 2);
+        }
+    }
+    for (int64_t r = 0; r < nr && !kq; r++) {
         const std::vector<float> w = randn(static_cast<size_t>(n), 1.0f, g_rng_x16);
         uint8_t * dst = plain.data() + r * rs;
         if (t == DType::Q4_0) {
@@ -233,11 +245,16 @@ void test_gemm_x16(const Kernels & k, DType t, int64_t n, int64_t nr, int64_t nc
     }
     repack_x16(t, plain.data(), packed.data(), n, nr);
     unpack_x16(t, packed.data(), back.data(), n, nr);
-    const size_t xs = static_cast<size_t>(n / QK + 1) * sizeof(block_q8_s);
+    const size_t xs = kq ? static_cast<size_t>(n / QK_K + 1) * sizeof(block_q8_K)
+                         : static_cast<size_t>(n / QK + 1) * sizeof(block_q8_s);
     std::vector<uint8_t> x(xs * static_cast<size_t>(nc));
     for (int64_t c = 0; c < nc; c++) {
         const std::vector<float> v = randn(static_cast<size_t>(n), 1.0f, g_rng_x16);
-        quantize_row_q8_s_ref(v.data(), reinterpret_cast<block_q8_s *>(x.data() + c * xs), n);
+        if (kq) {
+            quantize_q8k_ref(v.data(), x.data() + c * xs, n);
+        } else {
+            quantize_row_q8_s_ref(v.data(), reinterpret_cast<block_q8_s *>(x.data() + c * xs), n);
+        }
     }
     const size_t ldo = static_cast<size_t>(nr + 3);
     const float canary = 12345.0f;
@@ -304,7 +321,7 @@ void test_quantize_q8k(const Kernels & k) {
 // Random blocks of a Q5 or K-quant type: random bytes with sane fp16 super-block scales at
 // the block's scale offsets, so that every quant, six-bit scale and min (and Q6_K's int8
 // scales) occurs.
-std::vector<uint8_t> random_blocks(DType t, int64_t n, int64_t rows, size_t stride) {
+std::vector<uint8_t> random_blocks(DType t, int64_t n, int64_t rows, size_t stride, std::mt19937 & rng) {
     const TypeTraits & tr = traits(t);
     std::vector<int> offsets = {0};
     if (t == DType::Q5_1 || t == DType::Q4_K || t == DType::Q5_K) offsets.push_back(2);
@@ -315,9 +332,9 @@ std::vector<uint8_t> random_blocks(DType t, int64_t n, int64_t rows, size_t stri
     for (int64_t r = 0; r < rows; r++) {
         for (int64_t b = 0; b < n / tr.block_elems; b++) {
             uint8_t * blk = raw.data() + r * stride + b * tr.block_bytes;
-            for (int64_t i = 0; i < tr.block_bytes; i++) blk[i] = static_cast<uint8_t>(byte(g_rng_new));
+            for (int64_t i = 0; i < tr.block_bytes; i++) blk[i] = static_cast<uint8_t>(byte(rng));
             for (int off : offsets) {
-                const uint16_t h = fp32_to_fp16(nd(g_rng_new));
+                const uint16_t h = fp32_to_fp16(nd(rng));
                 std::memcpy(blk + off, &h, 2);
             }
         }
@@ -625,6 +642,13 @@ int main(int argc, char ** argv) {
             for (int64_t n : {32, 288, 2048}) {
                 for (int64_t nr : {5, 16, 37, 64}) {
                     for (int64_t nc : {1, 2, 3, 4, 5, 8, 9, 70}) test_gemm_x16(k, t, n, nr, nc);
+                }
+            }
+        }
+        for (int64_t n : {256, 768, 4096, 16640}) {  // 16640: longer than the kernels' buffers
+            for (int64_t nr : {5, 16, 37, 64}) {
+                for (int64_t nc : {1, 2, 3, 4, 5, 8, 9, 70}) {
+                    if (n <= 4096 || (nr == 37 && nc < 4)) test_gemm_x16(k, DType::Q4_K, n, nr, nc);
                 }
             }
         }

@@ -169,6 +169,9 @@ def kernel_quantize_q8k(set: str, x: npt.ArrayLike, /) -> bytes: ...
 def kernel_gemm(
     set: str, type_id: int, w: npt.ArrayLike, rows: int, x: npt.ArrayLike, /
 ) -> npt.NDArray[np.float32]: ...
+def kernel_gemm_x16(
+    set: str, type_id: int, w: npt.ArrayLike, rows: int, x: npt.ArrayLike, /
+) -> npt.NDArray[np.float32]: ...
 def _arm_fault(stage: str, nth: int) -> None:
     """Tests only: the nth pass through the named stage raises MemoryError (runtime/fault.h)."""
 

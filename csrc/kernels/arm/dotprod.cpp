@@ -45,7 +45,6 @@ static inline int32x4_t x16_quad(int32x4_t st, const int8x16_t * w, int8x16_t x0
 }
 
 constexpr int kX16Cols = 4;  // 4 quads x 4 columns of accumulators, 8 nibble vectors
-#include "kernels/arm/x16.inc"
 
 // acc + the 16 products of a and b in 4 int32 lanes (SDOT), for kquants.inc.
 static inline int32x4_t sdot16(int32x4_t acc, int8x16_t a, int8x16_t b) { return vdotq_s32(acc, a, b); }
@@ -55,6 +54,7 @@ static inline int32x4_t sdot32(int8x16_t a0, int8x16_t b0, int8x16_t a1, int8x16
 }
 
 #include "kernels/arm/kquants.inc"
+#include "kernels/arm/x16.inc"  // after the plain GEMMs it takes the tail rows to
 
 }  // namespace
 
@@ -85,7 +85,8 @@ extern const Kernels kernels_dotprod = {
     gemm_q5_K,
     gemm_q6_K,
     gemm_q4_0x16,
-    gemm_q4_1x16,  // the x16 layout (x16.inc)
+    gemm_q4_1x16,
+    gemm_q4_Kx16,  // the x16 layout (x16.inc)
     nullptr,
     nullptr,
     nullptr,

@@ -99,7 +99,6 @@ static inline int32x4_t x16_quad(int32x4_t st, const int8x16_t * w, int8x16_t x0
 }
 
 constexpr int kX16Cols = 2;  // 4 quads x 2 columns of accumulators, 8 nibble and 16 broadcast vectors
-#include "kernels/arm/x16.inc"
 
 // acc + the 16 products of a and b in 4 int32 lanes, for kquants.inc (see there for why the
 // int16 pair sums cannot overflow).
@@ -119,6 +118,7 @@ static inline int32x4_t sdot32(int8x16_t a0, int8x16_t b0, int8x16_t a1, int8x16
 }
 
 #include "kernels/arm/kquants.inc"
+#include "kernels/arm/x16.inc"  // after the plain GEMMs it takes the tail rows to
 
 // f32 -> block_q8_K exactly as quantize_q8k_ref: the first element of largest |x| (sign kept)
 // sets iscale = -127 / max; q = min(127, round half to even (x * iscale)) (FCVTNS),
@@ -310,7 +310,8 @@ extern const Kernels kernels_neon = {
     gemm_q5_K,
     gemm_q6_K,
     gemm_q4_0x16,
-    gemm_q4_1x16,  // the x16 layout (x16.inc)
+    gemm_q4_1x16,
+    gemm_q4_Kx16,  // the x16 layout (x16.inc)
     nullptr,
     nullptr,
     nullptr,

@@ -1,4 +1,4 @@
-// kernels/x86/x16_avx512.cpp - GEMMs over the x16 layout of Q4_0 / Q4_1 weights
+// kernels/x86/x16_avx512.cpp - GEMMs over the x16 layout of Q4_0 / Q4_1 / Q4_K weights
 // (kernels/x16.h), AVX-512 VNNI.
 //
 // One 512-bit register holds 4 consecutive nibbles of each of a group's 16 rows; vpdpbusd
@@ -8,12 +8,21 @@
 // Q4_0's -8 offset is exact in integers: each (column, block) starts from -8 * sum(x), the
 // same for all 16 rows (computed once per call from block_q8_s::bias).
 //
-// The tiling over columns and groups is kernels/x16_gemm.inc's, in passes of up to 8 columns.
+// Q4_K (kgroup below): the same vpdpbusd per 64-byte chunk, the low nibbles against sub-block
+// 2p's activations and the high ones against 2p + 1's; each sub-block's int32 sums times its
+// six-bit scale (vpmulld, exact), the scales and mins of all 16 rows unpacked at once from the
+// three words of the layout; the mins by int16 pair multiply-adds (vpdpwssd) against the
+// activation's sub-block sums.
+//
+// The tiling over columns and groups is kernels/x16_gemm.inc's, in passes of up to 8 columns
+// (4 for Q4_K).
 // Same ISA flags and rules as avx512.cpp (see the SIGILL note in kernels/kernels.h).
 // gcc 12 warns that _mm512_undefined_ps() inside the conversion intrinsics may be used
 // uninitialized (a false positive: the mask is all ones).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+
+#include <cstddef>
 
 #include "kernels/kernels.h"
 #include "kernels/x16.h"
@@ -98,9 +107,102 @@ static const X16GroupFn kGroupQ4_0[kCols + 1] = {nullptr,      group_q4_0_1, gro
 static const X16GroupFn kGroupQ4_1[kCols + 1] = {nullptr,      group_q4_1_1, group_q4_1_2, group_q4_1_3, group_q4_1_4,
                                                  group_q4_1_5, group_q4_1_6, group_q4_1_7, group_q4_1_8};
 
+constexpr int kColsK = 4;      // Q4_K: columns per pass over a group
+constexpr size_t kAheadK = 4;  // Q4_K group-blocks prefetched ahead (~9 KB, as Q4_0's)
+constexpr size_t kKBytes = sizeof(block_q4_Kx16);
+
+// Byte k (0..3) of every int32 lane, zero-extended.
+static inline __m512i byte_k(__m512i v, int k) {
+    const __m512i ctrl = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(0x80808000u | static_cast<unsigned>(k))),
+                                          _mm512_setr_epi32(0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12));
+    return _mm512_shuffle_epi8(v, ctrl);
+}
+
+// One Q4_K group (16 rows, nb group-blocks at g) against NC columns x[c] with their min
+// pairs mp[c]; out[c * ldo + r] for r < 16. One copy per NC.
+static inline __attribute__((always_inline)) void kgroup(const uint8_t * g, int64_t nb, const block_q8_K * const * x,
+                                                         const int32_t * const * mp, float * out, size_t ldo,
+                                                         const int NC) {
+    constexpr int kChains = 2;  // independent vpdpbusd chains per sub-block for a single column
+    const int CH = NC == 1 ? kChains : 1;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i m6 = _mm512_set1_epi32(0x3f3f3f3f), n4 = _mm512_set1_epi32(0x0f0f0f0f);
+    const __m512i m2 = _mm512_set1_epi32(0x03030303), even16 = _mm512_set1_epi32(0x00ff00ff);
+    __m512 acc[kColsK];
+    for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t * p = g + b * kKBytes;
+        for (size_t off = 0; off < kKBytes; off += 64) {
+            _mm_prefetch(reinterpret_cast<const char *>(p + kAheadK * kKBytes + off), _MM_HINT_T0);
+        }
+        // unpack_k4_scales (kernels/kscales.h) on the 16 rows' words u0, u1, u2 at once
+        const __m512i u0 = _mm512_loadu_si512(p + 64), u2 = _mm512_loadu_si512(p + 192);
+        const __m512i sc_lo = _mm512_and_si512(u0, m6);  // scales 0..3
+        const __m512i sc_hi = _mm512_or_si512(_mm512_and_si512(u2, n4),
+                                              _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u0, 6), m2), 4));
+        const uint8_t * qs = p + offsetof(block_q4_Kx16, qs);
+        __m512i isum[kColsK];
+        for (int c = 0; c < NC; c++) isum[c] = _mm512_setzero_si512();
+        for (int q = 0; q < 4; q++) {  // sub-blocks 2q (low nibbles) and 2q + 1 (high)
+            __m512i de[kColsK][kChains], dd[kColsK][kChains];
+            for (int c = 0; c < NC; c++) {
+                for (int h = 0; h < CH; h++) de[c][h] = dd[c][h] = _mm512_setzero_si512();
+            }
+            for (int k = 0; k < 8; k++) {
+                const __m512i v = _mm512_loadu_si512(qs + 64 * (8 * q + k));
+                const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                const int h = k % CH;
+                for (int c = 0; c < NC; c++) {
+                    const int8_t * xq = x[c][b].qs + 64 * q + 4 * k;
+                    de[c][h] = _mm512_dpbusd_epi32(de[c][h], lo, bcast4(xq));
+                    dd[c][h] = _mm512_dpbusd_epi32(dd[c][h], hi, bcast4(xq + 32));
+                }
+            }
+            const __m512i s = q < 2 ? sc_lo : sc_hi;
+            const __m512i se = byte_k(s, (2 * q) % 4), so = byte_k(s, (2 * q + 1) % 4);
+            for (int c = 0; c < NC; c++) {
+                __m512i e = de[c][0], o = dd[c][0];
+                for (int h = 1; h < CH; h++) {
+                    e = _mm512_add_epi32(e, de[c][h]);
+                    o = _mm512_add_epi32(o, dd[c][h]);
+                }
+                isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(e, se));
+                isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(o, so));
+            }
+        }
+        const __m512i u1 = _mm512_loadu_si512(p + 128);
+        const __m512i mn_lo = _mm512_and_si512(u1, m6);  // mins 0..3
+        const __m512i mn_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), n4),
+                                              _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 6), m2), 4));
+        const __m512i mA = _mm512_and_si512(mn_lo, even16), mB = _mm512_and_si512(_mm512_srli_epi32(mn_lo, 8), even16);
+        const __m512i mC = _mm512_and_si512(mn_hi, even16), mD = _mm512_and_si512(_mm512_srli_epi32(mn_hi, 8), even16);
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(p)));
+        const __m512 mw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(p + 32)));
+        for (int c = 0; c < NC; c++) {
+            const int32_t * pp = mp[c] + 4 * b;
+            __m512i sm = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mA, _mm512_set1_epi32(pp[0]));
+            sm = _mm512_dpwssd_epi32(sm, mB, _mm512_set1_epi32(pp[1]));
+            sm = _mm512_dpwssd_epi32(sm, mC, _mm512_set1_epi32(pp[2]));
+            sm = _mm512_dpwssd_epi32(sm, mD, _mm512_set1_epi32(pp[3]));
+            const __m512 dx = _mm512_set1_ps(x[c][b].d);
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(dw, dx), acc[c]);
+            acc[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(sm), _mm512_mul_ps(mw, dx), acc[c]);
+        }
+    }
+    for (int c = 0; c < NC; c++) _mm512_storeu_ps(out + c * ldo, acc[c]);
+}
+
+LOOPLM_X16K_GROUP_FN(kgroup, 1)
+LOOPLM_X16K_GROUP_FN(kgroup, 2)
+LOOPLM_X16K_GROUP_FN(kgroup, 3)
+LOOPLM_X16K_GROUP_FN(kgroup, 4)
+
+static const X16KGroupFn kGroupQ4_K[kColsK + 1] = {nullptr, group_q4_K_1, group_q4_K_2, group_q4_K_3, group_q4_K_4};
+
 }  // namespace
 
 LOOPLM_X16_GEMMS(gemm_q4_0x16_avx512, gemm_q4_1x16_avx512, kGroupQ4_0, kGroupQ4_1, kCols, kernels_avx512.gemm_q4_0,
                  kernels_avx512.gemm_q4_1)
+LOOPLM_X16K_GEMM(gemm_q4_Kx16_avx512, kGroupQ4_K, kColsK, kernels_avx512.gemm_q4_K)
 
 }  // namespace looplm
