@@ -40,7 +40,6 @@ def main() -> int:
     args = ap.parse_args()
 
     import numpy as np
-
     from looplm import Model
     from looplm.bench import synthetic_path
 
