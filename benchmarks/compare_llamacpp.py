@@ -12,7 +12,10 @@ Build llama.cpp yourself, outside this repository (for example from the llama-cp
 
     python benchmarks/compare_llamacpp.py --llama-bench /path/to/llama-bench --types q4_0 q8_0
 
-Run it on an otherwise idle machine: it runs one engine at a time.
+Run it on an otherwise idle machine: it runs one engine at a time. The read bandwidth of a shared
+VM swings within minutes, so it is sampled before each type and once more at the end; the shares
+use the highest sample per thread count (the machine's best, so a share is never flattered by a
+dip), and the range of the samples is printed beside them.
 """
 
 from __future__ import annotations
@@ -56,11 +59,12 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write all figures here")
     args = ap.parse_args()
 
-    bw = membw_table(sorted(set(args.threads)))
-    print(f"looplm {looplm.__version__} (commit {git_commit()}), kernels {_core.kernels()}, "
-          f"read bandwidth " + ", ".join(f"{t} thr {b / 1e9:.1f} GB/s" for t, b in bw.items()))  # fmt: skip
+    threads = sorted(set(args.threads))
+    samples: list[dict[int, float]] = []
+    print(f"looplm {looplm.__version__} (commit {git_commit()}), kernels {_core.kernels()}")
     rows = []
     for q in args.types:
+        samples.append(membw_table(threads))
         nb_path = Path(synthetic_path(args.shape, q, arch="nanbeige"))
         ouro_path = Path(synthetic_path(args.shape, q))
         layers, out = weight_bytes(_core.file_info(str(nb_path), 0))
@@ -78,11 +82,19 @@ def main() -> int:
                     "type": q, "threads": t, "test": f"{test}{n}", "llama_cpp": ref["avg_ts"],
                     "llama_cpp_sd": ref["stddev_ts"], "looplm_nanbeige": mine.mean, "looplm_nanbeige_sd": mine.sd,
                     "looplm_ouro": ouro.mean, "ratio": mine.mean / ref["avg_ts"],
-                    "bw_share_looplm": streamed * mine.mean / bw[t] if test == "tg" else None,
-                    "bw_share_llama_cpp": streamed * ref["avg_ts"] / bw[t] if test == "tg" else None,
+                    "streamed_bytes": streamed if test == "tg" else None,
                 }  # fmt: skip
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr)
+    samples.append(membw_table(threads))
+    bw = {t: max(s[t] for s in samples) for t in threads}
+    for r in rows:
+        b = bw[r["threads"]]
+        r["bw_share_looplm"] = r["streamed_bytes"] * r["looplm_nanbeige"] / b if r["streamed_bytes"] else None
+        r["bw_share_llama_cpp"] = r["streamed_bytes"] * r["llama_cpp"] / b if r["streamed_bytes"] else None
+    print("\nread bandwidth (highest of " + str(len(samples)) + " samples; range): " + ", ".join(
+        f"{t} thr {bw[t] / 1e9:.1f} GB/s ({min(s[t] for s in samples) / 1e9:.1f}-{bw[t] / 1e9:.1f})"
+        for t in threads))  # fmt: skip
     print("\n| type | threads | test | llama.cpp t/s | looplm t/s (same file) | ratio | looplm ouro t/s "
           "| % read bw looplm | % read bw llama.cpp |")  # fmt: skip
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
@@ -93,7 +105,9 @@ def main() -> int:
               f"{r['looplm_nanbeige']:.2f} ± {r['looplm_nanbeige_sd']:.2f} | {r['ratio']:.2f}x | "
               f"{r['looplm_ouro']:.2f} | {share} |")  # fmt: skip
     if args.json:
-        args.json.write_text(json.dumps({"bandwidth": bw, "rows": rows, "commit": git_commit()}, indent=1))
+        args.json.write_text(
+            json.dumps({"bandwidth": bw, "bandwidth_samples": samples, "rows": rows, "commit": git_commit()}, indent=1)
+        )
     return 0
 
 

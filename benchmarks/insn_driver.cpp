@@ -9,9 +9,10 @@
 // Usage: insn_driver SET KERNEL N ROWS ITERS [NC]
 //   SET     a kernel set this CPU runs (ref, neon, dotprod, avx2, ...)
 //   KERNEL  q4_0 q4_1 q8_0 q5_0 q5_1 q4_K q5_K q6_K f16 bf16   the decode GEMM (one column)
-//           q4_0x16 q4_1x16        the same over the x16 layout made at load (kernels/x16.h;
+//           q4_0x16 q4_1x16 q4_Kx16  the same over the x16 layout made at load (kernels/x16.h;
 //                                  the set's own x16 GEMM, or the reference's where it has none)
-//           kv_dot_q8_0 kv_dot_q4_0 kv_axpy_q8_0 kv_axpy_q4_0  ROWS rows of N, one call each
+//           kv_dot_q8_0 kv_dot_q4_0   attention scores over ROWS cached rows of N (scores_*)
+//           kv_axpy_q8_0 kv_axpy_q4_0 the weighted sum of ROWS cached rows (wsum_*), one call each
 //   NC      activation columns of a GEMM call (default 1, decoding; more: a prompt's tile)
 // Prints "weight_bytes=<bytes of one iteration>" and a checksum of the outputs.
 #include <cstdint>
@@ -36,10 +37,11 @@ struct Gemm {
     bool x16;  // the x16 layout (the pattern's bytes read as such: the count does not depend on them)
 };
 
-const Gemm kGemms[] = {{"q4_0", DType::Q4_0, false}, {"q4_1", DType::Q4_1, false},   {"q8_0", DType::Q8_0, false},
-                       {"q5_0", DType::Q5_0, false}, {"q5_1", DType::Q5_1, false},   {"q4_K", DType::Q4_K, false},
-                       {"q5_K", DType::Q5_K, false}, {"q6_K", DType::Q6_K, false},   {"f16", DType::F16, false},
-                       {"bf16", DType::BF16, false}, {"q4_0x16", DType::Q4_0, true}, {"q4_1x16", DType::Q4_1, true}};
+const Gemm kGemms[] = {{"q4_0", DType::Q4_0, false},  {"q4_1", DType::Q4_1, false},   {"q8_0", DType::Q8_0, false},
+                       {"q5_0", DType::Q5_0, false},  {"q5_1", DType::Q5_1, false},   {"q4_K", DType::Q4_K, false},
+                       {"q5_K", DType::Q5_K, false},  {"q6_K", DType::Q6_K, false},   {"f16", DType::F16, false},
+                       {"bf16", DType::BF16, false},  {"q4_0x16", DType::Q4_0, true}, {"q4_1x16", DType::Q4_1, true},
+                       {"q4_Kx16", DType::Q4_K, true}};
 
 // Bytes of a pseudo-random pattern with every 16-bit pair a finite, moderate fp16/bf16 value
 // (so that no float path sees NaN or infinity; the integer quants take any byte).
@@ -84,14 +86,12 @@ int main(int argc, char ** argv) {
         std::vector<uint8_t> cache(rb * static_cast<size_t>(rows));
         fill(cache, 5);
         std::printf("weight_bytes=%zu\n", cache.size());
+        std::vector<float> w(static_cast<size_t>(rows), 0.01f);  // attention weights for wsum
         for (int64_t it = 0; it < iters; it++) {
-            for (int64_t r = 0; r < rows; r++) {
-                const void * row = cache.data() + static_cast<size_t>(r) * rb;
-                if (dot) {
-                    out[r] = (q8 ? k->dot_q8_0_f32 : k->dot_q4_0_f32)(n, row, act.data());
-                } else {
-                    (q8 ? k->axpy_q8_0 : k->axpy_q4_0)(n, 0.01f, row, out.data());
-                }
+            if (dot) {
+                (q8 ? k->scores_q8_0 : k->scores_q4_0)(n, cache.data(), rb, rows, act.data(), 0.125f, out.data());
+            } else {
+                (q8 ? k->wsum_q8_0 : k->wsum_q4_0)(n, cache.data(), rb, rows, w.data(), out.data());
             }
         }
         for (float v : out) check += v;
