@@ -6,7 +6,7 @@ For each thread count and KV type, one process loads the synthetic Ouro-1.4B sha
 repetition goes back to the depth (truncate) and times N decoded tokens, arm after arm, so a
 slow spell of the machine falls on every arm alike. With --splits, each kv_share arm also runs
 under each attention split (LOOPLM_ATTN_SPLIT, read per call: "heads" = a thread takes whole
-heads, the old split; "positions" = the threads share every head's positions, the default).
+heads, the default; "positions" = the threads share every head's positions).
 
     LOOPLM_CACHE=/work/ext/models python benchmarks/kv_share_speed.py -d 1024,4096,16384 \
         --types q8_0,f16 -t 1,2 -r 6 -n 4 --splits heads,positions --json kv_share_speed.json

@@ -165,12 +165,13 @@ void Attention::attend(const float * q, const KVView & view, const int32_t * pos
         if (cur_begin < p1) values_of(cur, view.slot, cur_begin - view.base, p1 - view.base, cur_begin - p0);
     };
     const int nth = pool_.size();
-    // One query row (decoding): the threads split the positions, each taking every head of its
-    // range (flash-decoding), so a long context is read by all threads evenly; the partial
-    // max / sum / values are merged exactly below. LOOPLM_ATTN_SPLIT=heads keeps the split by
-    // (row, head) tasks for every call (read per call, for same-process A/B runs).
+    // LOOPLM_ATTN_SPLIT=positions (read per call, for same-process A/B runs): one query row
+    // (decoding) splits its positions across the threads, each taking every head of its range
+    // (flash-decoding); the partial max / sum / values are merged exactly below. Off by default:
+    // no measured gain (docs/benchmarks.md), and the default split by (row, head) tasks keeps a
+    // decoded token bit-equal to the batched engine's (tests/test_batch.py).
     const char * split_env = std::getenv("LOOPLM_ATTN_SPLIT");
-    const bool by_heads = split_env && std::strcmp(split_env, "heads") == 0;
+    const bool by_heads = !(split_env && std::strcmp(split_env, "positions") == 0);
     const int64_t n_pos0 = rows == 1 ? pos[0] + 1 : 0;
     if (rows == 1 && nth > 1 && !by_heads && n_pos0 >= 2 * static_cast<int64_t>(nth)) {
         const size_t per = static_cast<size_t>(n_head) * static_cast<size_t>(head_dim + 2);
