@@ -45,6 +45,7 @@ class Attention {
     const Kernels & k_;
     ThreadPool & pool_;
     std::vector<std::vector<float>> scratch_;  // per thread: attention scores
+    std::vector<float> part_;                  // per thread, one query row split by positions: partial values, max, sum
 };
 
 }  // namespace looplm
