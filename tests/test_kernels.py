@@ -321,7 +321,7 @@ def test_packed_k_gemm_matches_gguf_dequantized(qtype, nc):
         assert np.abs(got - ref).max() <= 1e-5 * scale, kset
 
 
-@pytest.mark.parametrize("qtype", [QT.Q4_0, QT.Q4_1, QT.Q4_K], ids=lambda t: t.name)
+@pytest.mark.parametrize("qtype", [QT.Q4_0, QT.Q4_1, QT.Q4_K, QT.Q6_K], ids=lambda t: t.name)
 @pytest.mark.parametrize("nc", [1, 3, 5, 9, 70])
 def test_x16_gemm_matches_gguf_dequantized(qtype, nc):
     """The GEMMs over the x16 layout made at load (kernels/x16.h), on rows repacked by
@@ -330,7 +330,7 @@ def test_x16_gemm_matches_gguf_dequantized(qtype, nc):
     other set within 1e-5 of it. 37 rows: two groups of 16 and 5 plain tail rows."""
     n, rows = 768, 37
     x = k_activations(nc, n)
-    if qtype == QT.Q4_K:
+    if qtype in (QT.Q4_K, QT.Q6_K):
         raw, wdq = random_blocks(qtype, rows, n)
         xdq = np.stack([q8k_values(q8k_numpy(row)) for row in x])
     else:
@@ -348,6 +348,6 @@ def test_x16_gemm_matches_gguf_dequantized(qtype, nc):
 
 
 def test_x16_gemm_rejects_a_type_without_the_layout():
-    raw, _ = random_blocks(QT.Q6_K, 2, 256)
-    with pytest.raises(ValueError, match="no x16 layout for Q6_K"):
-        _core.kernel_gemm_x16("ref", int(QT.Q6_K), raw, 256, np.zeros((1, 256), np.float32))
+    raw, _ = random_blocks(QT.Q5_0, 2, 256)
+    with pytest.raises(ValueError, match="no x16 layout for Q5_0"):
+        _core.kernel_gemm_x16("ref", int(QT.Q5_0), raw, 256, np.zeros((1, 256), np.float32))

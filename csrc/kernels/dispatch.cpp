@@ -80,6 +80,7 @@ GemmFn gemm_x16_for(const Kernels & k, DType t) {
     if (t == DType::Q4_0) return k.gemm_q4_0x16 ? k.gemm_q4_0x16 : kernels_ref.gemm_q4_0x16;
     if (t == DType::Q4_1) return k.gemm_q4_1x16 ? k.gemm_q4_1x16 : kernels_ref.gemm_q4_1x16;
     if (t == DType::Q4_K) return k.gemm_q4_Kx16 ? k.gemm_q4_Kx16 : kernels_ref.gemm_q4_Kx16;
+    if (t == DType::Q6_K) return k.gemm_q6_Kx16 ? k.gemm_q6_Kx16 : kernels_ref.gemm_q6_Kx16;
     return nullptr;
 }
 

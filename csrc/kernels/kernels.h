@@ -83,6 +83,7 @@ struct Kernels {
     GemmFn gemm_q4_0x16;
     GemmFn gemm_q4_1x16;
     GemmFn gemm_q4_Kx16;
+    GemmFn gemm_q6_Kx16;  // Q6_K in the x16 layout, block_q8_K rows
     // The K-quants' many-column GEMM for prompts, optional (nullptr where a set has none):
     // pack_x8k packs 8 block_q8_K rows into one group of packed_x8k_bytes(n) bytes
     // (kernels/kpack.h); gemm8_q*_K take such groups (xstride = bytes per group, nc a multiple
@@ -159,7 +160,7 @@ const Kernels * find_kernels(const char * name);
 // many-column GEMM (nullptr where the set has none or the type has no packed path).
 GemmFn gemm_for(const Kernels & k, DType t);
 GemmFn gemm8_for(const Kernels & k, DType t);
-// The set's GEMM over the x16 layout of Q4_0 / Q4_1 / Q4_K (the reference's where the set has
+// The set's GEMM over the x16 layout of Q4_0 / Q4_1 / Q4_K / Q6_K (the reference's where the set has
 // none); nullptr for other types. has_own_x16_gemm: the set has its own (not the reference's).
 GemmFn gemm_x16_for(const Kernels & k, DType t);
 bool has_own_x16_gemm(const Kernels & k, DType t);

@@ -253,7 +253,8 @@ extern const Kernels kernels_ref = {
     gemm_q6_K,
     gemm_q4_0x16_ref,
     gemm_q4_1x16_ref,
-    gemm_q4_Kx16_ref,  // the x16 layout (kernels/ref_x16.cpp)
+    gemm_q4_Kx16_ref,
+    gemm_q6_Kx16_ref,  // the x16 layout (kernels/ref_x16.cpp)
     pack_x8k_ref,
     packed_x8k_bytes_ref,
     gemm8_q4_K_ref,

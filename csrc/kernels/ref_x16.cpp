@@ -64,6 +64,25 @@ float dot_x16(int64_t nb, const block_q4_Kx16 * g, int r, const block_q8_K * x) 
     return sum;
 }
 
+// Row r's plain block b of a Q6_K group-block, gathered field by field (kernels/x16.h).
+block_q6_K gather_q6_K(const block_q6_Kx16 & g, int r) {
+    block_q6_K w;
+    w.d = g.d[r];
+    for (int k = 0; k < QK_K / 16 / 2; k++) std::memcpy(w.scales + 2 * k, g.scales[k][r], 2);
+    for (int c = 0; c < QK_K / 2 / 4; c++) std::memcpy(w.ql + 4 * c, g.ql[c][r], 4);
+    for (int c = 0; c < QK_K / 4 / 4; c++) std::memcpy(w.qh + 4 * c, g.qh[c][r], 4);
+    return w;
+}
+
+float dot_x16(int64_t nb, const block_q6_Kx16 * g, int r, const block_q8_K * x) {
+    float sum = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q6_K w = gather_q6_K(g[b], r);
+        sum += dot_q6_K_ref(QK_K, &w, &x[b]);  // 0 + d dx sumi: the plain term
+    }
+    return sum;
+}
+
 // The groups as dot_x16 (activation rows of X, kBlock elements per block), then the plain tail
 // rows by the plain reference GEMM.
 template <typename G, typename X, int64_t kBlock>
@@ -87,6 +106,11 @@ void gemm_x16(GemmFn plain, int64_t n, const void * w, size_t ws, int64_t nr, co
 void gemm_q4_Kx16_ref(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
                       float * out, size_t ldo) {
     gemm_x16<block_q4_Kx16, block_q8_K, QK_K>(kernels_ref.gemm_q4_K, n, w, ws, nr, x, xs, nc, out, ldo);
+}
+
+void gemm_q6_Kx16_ref(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,
+                      float * out, size_t ldo) {
+    gemm_x16<block_q6_Kx16, block_q8_K, QK_K>(kernels_ref.gemm_q6_K, n, w, ws, nr, x, xs, nc, out, ldo);
 }
 
 void gemm_q4_0x16_ref(int64_t n, const void * w, size_t ws, int64_t nr, const void * x, size_t xs, int64_t nc,

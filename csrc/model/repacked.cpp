@@ -40,7 +40,10 @@ bool repack_wanted() {
     const char * env = std::getenv("LOOPLM_REPACK");
     if (env && std::strcmp(env, "0") == 0) return false;
     const Kernels & k = active_kernels();
-    return has_own_x16_gemm(k, DType::Q4_0) || has_own_x16_gemm(k, DType::Q4_1) || has_own_x16_gemm(k, DType::Q4_K);
+    for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q4_K, DType::Q6_K}) {
+        if (has_own_x16_gemm(k, t)) return true;
+    }
+    return false;
 }
 
 RepackedWeights::RepackedWeights(const std::vector<Tensor *> & ts, bool use_mlock) {

@@ -15,7 +15,7 @@ namespace {
 
 // One field of a plain block: `chunks` chunks of `bytes` bytes from offset `off`. In a
 // group-block the field's chunk c of row r lies at (c * 16 + r) * bytes from the field's start,
-// the fields following each other in the plain block's order (kernels/x16.h).
+// the fields following each other in the table's order (kernels/x16.h; Q6_K puts its d first).
 struct Field {
     size_t off, bytes, chunks;
 };
@@ -40,6 +40,15 @@ PlainBlock plain_block(DType t) {
                  {2, 2, 1},
                  {offsetof(block_q4_K, scales), 4, K_SCALE_SIZE / 4},
                  {offsetof(block_q4_K, qs), 4, QK_K / 8}}};
+    }
+    if (t == DType::Q6_K) {
+        return {sizeof(block_q6_K),
+                QK_K,
+                4,
+                {{offsetof(block_q6_K, d), 2, 1},
+                 {offsetof(block_q6_K, scales), 2, QK_K / 16 / 2},
+                 {offsetof(block_q6_K, ql), 4, QK_K / 2 / 4},
+                 {offsetof(block_q6_K, qh), 4, QK_K / 4 / 4}}};
     }
     throw std::invalid_argument(std::string("no x16 layout for ") + type_name(t));
 }
@@ -88,7 +97,7 @@ void convert(DType t, const void * src, void * dst, int64_t n, int64_t rows, boo
 
 }  // namespace
 
-bool has_x16_layout(DType t) { return t == DType::Q4_0 || t == DType::Q4_1 || t == DType::Q4_K; }
+bool has_x16_layout(DType t) { return t == DType::Q4_0 || t == DType::Q4_1 || t == DType::Q4_K || t == DType::Q6_K; }
 
 void repack_x16(DType t, const void * src, void * dst, int64_t n, int64_t rows) { convert(t, src, dst, n, rows, true); }
 

@@ -1,4 +1,4 @@
-// quant/repack.h - plain GGUF rows of Q4_0 / Q4_1 / Q4_K to the kernels' interleaved x16 layout
+// quant/repack.h - plain GGUF rows of Q4_0 / Q4_1 / Q4_K / Q6_K to the kernels' interleaved x16 layout
 // (kernels/x16.h) and back. The layout keeps every byte count: a group of 16 rows fills the
 // bytes of those rows, the rows after the last whole group are copied unchanged.
 #pragma once
@@ -9,7 +9,7 @@
 
 namespace looplm {
 
-// Q4_0, Q4_1 and Q4_K have an x16 layout.
+// Q4_0, Q4_1, Q4_K and Q6_K have an x16 layout.
 bool has_x16_layout(DType t);
 
 // rows plain rows of n elements (src) -> the x16 layout (dst); src and dst do not overlap and

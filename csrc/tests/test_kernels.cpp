@@ -207,7 +207,7 @@ void test_gemm(const Kernels & k, DType t, int64_t n, int64_t nr, int64_t nc) {
     CHECK(outside_ok, "%s %s n=%lld nr=%lld nc=%lld: wrote outside the tile", k.name, tn, ln, lr, lc);
 }
 
-// ---- the x16 layout of Q4_0 / Q4_1 / Q4_K (kernels/x16.h)
+// ---- the x16 layout of Q4_0 / Q4_1 / Q4_K / Q6_K (kernels/x16.h)
 
 std::mt19937 g_rng_x16(23);  // its own data, so the checks above see what they saw before
 
@@ -217,13 +217,21 @@ std::vector<uint8_t> random_blocks(DType t, int64_t n, int64_t rows, size_t stri
 // plain reference GEMM on the plain rows: the reference x16 GEMM bit-identical, the others within
 // 1e-5 of the tile's largest output; unpack_x16 restores the plain rows; nothing written
 // outside the tile. Rows 0 and 1 hold the extreme nibbles 15 and 0 (the largest integer sums;
-// Q4_K's row 0 also the largest scales and mins, its other rows random blocks as test_gemm_new's).
+// Q4_K's row 0 also the largest scales and mins, its other rows random blocks as test_gemm_new's;
+// Q6_K's rows 0 and 1 the quants 63 and 0 with the scales 127 and -128).
 void test_gemm_x16(const Kernels & k, DType t, int64_t n, int64_t nr, int64_t nc) {
     const size_t rs = static_cast<size_t>(row_bytes(t, n));
     std::vector<uint8_t> plain(rs * static_cast<size_t>(nr)), packed(plain.size()), back(plain.size());
-    const bool kq = t == DType::Q4_K;
+    const bool kq = t == DType::Q4_K || t == DType::Q6_K;
     if (kq) plain = random_blocks(t, n, nr, rs, g_rng_x16);
-    for (int64_t r = 0; r < nr && kq; r++) {  // rows 0, 1: quants 15 and scales, mins 63; quants 0
+    for (int64_t r = 0; r < nr && t == DType::Q6_K; r++) {  // rows 0, 1: quants 63, scales 127; 0, -128
+        for (int64_t b = 0; b < n / QK_K && r < 2; b++) {
+            uint8_t * blk = plain.data() + r * rs + b * sizeof(block_q6_K);
+            std::memset(blk, r == 0 ? 0xff : 0x00, QK_K / 2 + QK_K / 4);  // ql, qh
+            std::memset(blk + offsetof(block_q6_K, scales), r == 0 ? 0x7f : 0x80, QK_K / 16);
+        }
+    }
+    for (int64_t r = 0; r < nr && t == DType::Q4_K; r++) {  // rows 0, 1: quants 15 and scales, mins 63; quants 0
         for (int64_t b = 0; b < n / QK_K; b++) {
             uint8_t * blk = plain.data() + r * rs + b * sizeof(block_q4_K);
             if (r == 0) std::memset(blk + 4, 0xff, K_SCALE_SIZE);
@@ -649,6 +657,13 @@ int main(int argc, char ** argv) {
             for (int64_t nr : {5, 16, 37, 64}) {
                 for (int64_t nc : {1, 2, 3, 4, 5, 8, 9, 70}) {
                     if (n <= 4096 || (nr == 37 && nc < 4)) test_gemm_x16(k, DType::Q4_K, n, nr, nc);
+                }
+            }
+        }
+        for (int64_t n : {256, 768, 4096, 16640}) {  // Q6_K, as Q4_K
+            for (int64_t nr : {5, 16, 37, 64}) {
+                for (int64_t nc : {1, 2, 3, 4, 5, 8, 9, 70}) {
+                    if (n <= 4096 || (nr == 37 && nc < 4)) test_gemm_x16(k, DType::Q6_K, n, nr, nc);
                 }
             }
         }

@@ -44,6 +44,14 @@ static inline int32x4_t x16_quad(int32x4_t st, const int8x16_t * w, int8x16_t x0
     return vdotq_laneq_s32(s, w[7], x1, 3);
 }
 
+// x16.inc's Q6_K quad: 4 SDOT by lane, chunk c against activation bytes 4c..4c+3.
+static inline int32x4_t x16_quad4(int32x4_t st, const int8x16_t * w, int8x16_t x) {
+    int32x4_t s = vdotq_laneq_s32(st, w[0], x, 0);
+    s = vdotq_laneq_s32(s, w[1], x, 1);
+    s = vdotq_laneq_s32(s, w[2], x, 2);
+    return vdotq_laneq_s32(s, w[3], x, 3);
+}
+
 constexpr int kX16Cols = 4;  // 4 quads x 4 columns of accumulators, 8 nibble vectors
 
 // acc + the 16 products of a and b in 4 int32 lanes (SDOT), for kquants.inc.
@@ -86,7 +94,8 @@ extern const Kernels kernels_dotprod = {
     gemm_q6_K,
     gemm_q4_0x16,
     gemm_q4_1x16,
-    gemm_q4_Kx16,  // the x16 layout (x16.inc)
+    gemm_q4_Kx16,
+    gemm_q6_Kx16,  // the x16 layout (x16.inc)
     nullptr,
     nullptr,
     nullptr,

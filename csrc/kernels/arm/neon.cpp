@@ -98,6 +98,22 @@ static inline int32x4_t x16_quad(int32x4_t st, const int8x16_t * w, int8x16_t x0
     return vpadalq_s16(st, vpaddq_s16(lo, hi));
 }
 
+// x16.inc's Q6_K quad: the 4 chunks' widening multiplies against activation bytes 4c..4c+3
+// broadcast, summed in int16 (4 products per lane of at most 63 * 127: 32004 < 32768), widened
+// pairwise twice into [r0 r1 r2 r3].
+static inline int32x4_t x16_quad4(int32x4_t st, const int8x16_t * w, int8x16_t x) {
+    const int32x4_t a = vreinterpretq_s32_s8(x);
+    const int8x16_t xr[4] = {vreinterpretq_s8_s32(vdupq_laneq_s32(a, 0)), vreinterpretq_s8_s32(vdupq_laneq_s32(a, 1)),
+                             vreinterpretq_s8_s32(vdupq_laneq_s32(a, 2)), vreinterpretq_s8_s32(vdupq_laneq_s32(a, 3))};
+    int16x8_t lo = vmull_s8(vget_low_s8(w[0]), vget_low_s8(xr[0]));
+    int16x8_t hi = vmull_high_s8(w[0], xr[0]);
+    for (int i = 1; i < 4; i++) {
+        lo = vmlal_s8(lo, vget_low_s8(w[i]), vget_low_s8(xr[i]));
+        hi = vmlal_high_s8(hi, w[i], xr[i]);
+    }
+    return vaddq_s32(st, vpaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi)));
+}
+
 constexpr int kX16Cols = 2;  // 4 quads x 2 columns of accumulators, 8 nibble and 16 broadcast vectors
 
 // acc + the 16 products of a and b in 4 int32 lanes, for kquants.inc (see there for why the
@@ -311,7 +327,8 @@ extern const Kernels kernels_neon = {
     gemm_q6_K,
     gemm_q4_0x16,
     gemm_q4_1x16,
-    gemm_q4_Kx16,  // the x16 layout (x16.inc)
+    gemm_q4_Kx16,
+    gemm_q6_Kx16,  // the x16 layout (x16.inc)
     nullptr,
     nullptr,
     nullptr,

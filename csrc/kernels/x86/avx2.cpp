@@ -218,6 +218,7 @@ LOOPLM_FLOAT_GEMMS
 void gemm_q4_0x16_avx2(int64_t, const void *, size_t, int64_t, const void *, size_t, int64_t, float *, size_t);
 void gemm_q4_1x16_avx2(int64_t, const void *, size_t, int64_t, const void *, size_t, int64_t, float *, size_t);
 void gemm_q4_Kx16_avx2(int64_t, const void *, size_t, int64_t, const void *, size_t, int64_t, float *, size_t);
+void gemm_q6_Kx16_avx2(int64_t, const void *, size_t, int64_t, const void *, size_t, int64_t, float *, size_t);
 
 extern const Kernels kernels_avx2 = {
     "avx2",
@@ -245,7 +246,8 @@ extern const Kernels kernels_avx2 = {
     gemm_q6_K,
     gemm_q4_0x16_avx2,
     gemm_q4_1x16_avx2,
-    gemm_q4_Kx16_avx2,  // the x16 layout (x16_avx2.cpp)
+    gemm_q4_Kx16_avx2,
+    gemm_q6_Kx16_avx2,  // the x16 layout (x16_avx2.cpp)
     pack_x8k_ref,
     packed_x8k_bytes_ref,
     gemm8_q4_K,

@@ -111,6 +111,7 @@ void gemm8_q8_0_avx512(int64_t, const void *, size_t, int64_t, const void *, siz
 void gemm_q4_0x16_avx512(int64_t, const void *, size_t, int64_t, const void *, size_t, int64_t, float *, size_t);
 void gemm_q4_1x16_avx512(int64_t, const void *, size_t, int64_t, const void *, size_t, int64_t, float *, size_t);
 void gemm_q4_Kx16_avx512(int64_t, const void *, size_t, int64_t, const void *, size_t, int64_t, float *, size_t);
+void gemm_q6_Kx16_avx512(int64_t, const void *, size_t, int64_t, const void *, size_t, int64_t, float *, size_t);
 
 // The activation quantizer and the float kernels are AVX2's (every CPU with this set has AVX2);
 // kernels_avx2 is constant-initialized, so reading it here is safe at static-init time.
@@ -140,7 +141,8 @@ extern const Kernels kernels_avx512 = {
     gemm_q6_K,
     gemm_q4_0x16_avx512,
     gemm_q4_1x16_avx512,
-    gemm_q4_Kx16_avx512,  // the x16 layout (x16_avx512.cpp)
+    gemm_q4_Kx16_avx512,
+    gemm_q6_Kx16_avx512,  // the x16 layout (x16_avx512.cpp)
     pack_x8k_ref,         // (kernels/ref_kquants.cpp: data movement, no ISA flags needed)
     packed_x8k_bytes_ref,
     gemm8_q4_K,  // kgemm.inc with vpdpbusd

@@ -1,4 +1,4 @@
-// kernels/x86/x16_avx2.cpp - GEMMs over the x16 layout of Q4_0 / Q4_1 / Q4_K weights
+// kernels/x86/x16_avx2.cpp - GEMMs over the x16 layout of Q4_0 / Q4_1 / Q4_K / Q6_K weights
 // (kernels/x16.h), AVX2.
 //
 // A 256-bit register holds 4 consecutive nibbles of 8 rows (half a group); maddubs against
@@ -13,7 +13,10 @@
 // 8 rows unpacked at once from the layout's words, the mins by madd against the activation's
 // sub-block sums.
 //
-// Half-groups (8 rows) pass against up to 4 columns at a time (2 for Q4_K); the tiling over
+// Q6_K (k6half below): the quants of the four quarters from one qh and two ql chunks, maddubs
+// summed in int16 two chunks at a time, madd by the int8 scale; the -32 offset from the bsums.
+//
+// Half-groups (8 rows) pass against up to 4 columns at a time (2 for Q4_K and Q6_K); the tiling over
 // columns and groups is kernels/x16_gemm.inc's.
 // Same ISA flags and rules as avx2.cpp (see the SIGILL note in kernels/kernels.h).
 #include <immintrin.h>
@@ -188,10 +191,106 @@ LOOPLM_X16K_GROUP_FN(kgroup, 2)
 
 static const X16KGroupFn kGroupQ4_K[kColsK + 1] = {nullptr, group_q4_K_1, group_q4_K_2};
 
+constexpr int kColsK6 = 2;      // Q6_K: columns per pass over a half-group
+constexpr size_t kAheadK6 = 3;  // Q6_K group-blocks prefetched ahead (~10 KB)
+constexpr size_t kK6Bytes = sizeof(block_q6_Kx16);
+
+// Half hh (rows 8hh..8hh+7) of one Q6_K group against NC columns: per sub-block its 4 chunks'
+// maddubs summed in int16 two at a time (the quants are at most 63: 2 * 2 * 63 * 127 = 32004),
+// each pair widened by madd against the sub-block's int8 scale in both int16 halves; the -32
+// offset as 32 * sum_s scale_s bsums[s] by madd of the scale pairs against adjacent bsums.
+static inline __attribute__((always_inline)) void k6half(const uint8_t * g, int hh, int64_t nb,
+                                                         const block_q8_K * const * x, float * out, size_t ldo,
+                                                         const int NC) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+    // shuffles putting int16 half 0 (lo16) or 1 (hi16) of each 32-bit lane in both halves
+    const __m256i lo16 = _mm256_setr_epi32(0x01000100, 0x05040504, 0x09080908, 0x0d0c0d0c, 0x01000100, 0x05040504,
+                                           0x09080908, 0x0d0c0d0c);
+    const __m256i hi16 = _mm256_add_epi8(lo16, _mm256_set1_epi8(2));
+    __m256 acc[kColsK6];
+    for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t * p = g + b * kK6Bytes;
+        if (hh == 0) {  // the first half prefetches the whole group-block, as the Q4_0 kernel
+            for (size_t off = 0; off < kK6Bytes; off += 64) {
+                _mm_prefetch(reinterpret_cast<const char *>(p + kAheadK6 * kK6Bytes + off), _MM_HINT_T1);
+            }
+        }
+        __m256i sp[QK_K / 32];  // lane r: row 8hh + r's scales 2 j, 2 j + 1 as int16
+        for (int j = 0; j < QK_K / 32; j++) {
+            sp[j] = _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                reinterpret_cast<const __m128i *>(p + offsetof(block_q6_Kx16, scales) + 32 * j + 16 * hh)));
+        }
+        const uint8_t * ql = p + offsetof(block_q6_Kx16, ql) + 32 * hh;
+        const uint8_t * qh = p + offsetof(block_q6_Kx16, qh) + 32 * hh;
+        __m256i isum[kColsK6];
+        for (int c = 0; c < NC; c++) isum[c] = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            for (int u = 0; u < 2; u++) {
+                __m256i d[kColsK6][4][2];  // per quarter, the int16 sums of the run's chunks 0-1 and 2-3
+                for (int c = 0; c < NC; c++) {
+                    for (int k = 0; k < 4; k++) d[c][k][0] = d[c][k][1] = _mm256_setzero_si256();
+                }
+                for (int i = 4 * u; i < 4 * u + 4; i++) {
+                    const __m256i vh = load256(qh + 64 * (8 * h + i));
+                    const __m256i va = load256(ql + 64 * (16 * h + i)), vb = load256(ql + 64 * (16 * h + 8 + i));
+                    __m256i q[4];
+                    q[0] = _mm256_or_si256(_mm256_and_si256(va, m4), _mm256_and_si256(_mm256_slli_epi16(vh, 4), m30));
+                    q[1] = _mm256_or_si256(_mm256_and_si256(vb, m4), _mm256_and_si256(_mm256_slli_epi16(vh, 2), m30));
+                    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(va, 4), m4), _mm256_and_si256(vh, m30));
+                    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(vb, 4), m4),
+                                           _mm256_and_si256(_mm256_srli_epi16(vh, 2), m30));
+                    const int half = (i - 4 * u) / 2;  // chunks 0, 1 and 2, 3 of the run summed in int16
+                    for (int c = 0; c < NC; c++) {
+                        const int8_t * xq = x[c][b].qs + 128 * h + 4 * i;
+                        for (int k = 0; k < 4; k++) {
+                            d[c][k][half] =
+                                _mm256_add_epi16(d[c][k][half], _mm256_maddubs_epi16(q[k], bcast4(xq + 32 * k)));
+                        }
+                    }
+                }
+                for (int k = 0; k < 4; k++) {
+                    const int s = 8 * h + 2 * k + u;  // scale s in both int16 halves of each lane
+                    const __m256i sc = _mm256_shuffle_epi8(sp[s / 2], s % 2 ? hi16 : lo16);
+                    for (int c = 0; c < NC; c++) {
+                        isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(_mm256_madd_epi16(d[c][k][0], sc),
+                                                                             _mm256_madd_epi16(d[c][k][1], sc)));
+                    }
+                }
+            }
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p + 16 * hh)));
+        for (int c = 0; c < NC; c++) {
+            const int16_t * bs = x[c][b].bsums;
+            __m256i sm = _mm256_setzero_si256();
+            for (int j = 0; j < QK_K / 32; j++) {
+                int32_t pair;
+                __builtin_memcpy(&pair, bs + 2 * j, 4);
+                sm = _mm256_add_epi32(sm, _mm256_madd_epi16(sp[j], _mm256_set1_epi32(pair)));
+            }
+            isum[c] = _mm256_sub_epi32(isum[c], _mm256_slli_epi32(sm, 5));  // -32 sum_s scale_s bsums[s]
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(dw, _mm256_set1_ps(x[c][b].d)), acc[c]);
+        }
+    }
+    for (int c = 0; c < NC; c++) _mm256_storeu_ps(out + c * ldo + 8 * hh, acc[c]);
+}
+
+static inline __attribute__((always_inline)) void k6group(const uint8_t * g, int64_t nb, const block_q8_K * const * x,
+                                                          float * out, size_t ldo, const int NC) {
+    k6half(g, 0, nb, x, out, ldo, NC);
+    k6half(g, 1, nb, x, out, ldo, NC);
+}
+
+LOOPLM_X16K6_GROUP_FN(k6group, 1)
+LOOPLM_X16K6_GROUP_FN(k6group, 2)
+
+static const X16KGroupFn kGroupQ6_K[kColsK6 + 1] = {nullptr, group_q6_K_1, group_q6_K_2};
+
 }  // namespace
 
 LOOPLM_X16_GEMMS(gemm_q4_0x16_avx2, gemm_q4_1x16_avx2, kGroupQ4_0, kGroupQ4_1, kCols, kernels_avx2.gemm_q4_0,
                  kernels_avx2.gemm_q4_1)
 LOOPLM_X16K_GEMM(gemm_q4_Kx16_avx2, kGroupQ4_K, kColsK, kernels_avx2.gemm_q4_K)
+LOOPLM_X16K6_GEMM(gemm_q6_Kx16_avx2, kGroupQ6_K, kColsK6, kernels_avx2.gemm_q6_K)
 
 }  // namespace looplm
